@@ -1,0 +1,215 @@
+"""Everything that talks to MLflow (design.md, "MLflow schema"); nothing else imports mlflow.
+
+The default store is embedded: `mlflow.db` (SQLite) in the directory a command was started
+from, always given to MLflow as an absolute URI so that no job's working directory can split
+it. Parallel jobs on one SQLite file race on migrations and writes ("database is locked"),
+so every write to a SQLite store goes through a file lock beside the database; a tracking
+server (`mlflow server --backend-store-uri postgresql://…`) needs no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from filelock import FileLock
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+MAX_PARAM_CHARS = 6000
+BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call
+STATUS_TAG = "status"
+
+
+def default_tracking_uri(base_dir: str | Path) -> str:
+    """`sqlite:///<absolute base_dir>/mlflow.db`."""
+    return f"sqlite:///{(Path(base_dir).expanduser().resolve() / 'mlflow.db').as_posix()}"
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI, else None."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise writes to a SQLite store across processes; a no-op for servers."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock", timeout=600):
+        yield
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """The id of experiment `name`, created (once, under the store lock) if missing.
+
+    For a SQLite store the artifacts go to `mlartifacts/` beside the database.
+    """
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        db = sqlite_path(tracking_uri)
+        location = (db.parent / "mlartifacts" / name).as_uri() if db is not None else None
+        return client.create_experiment(name, artifact_location=location)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping → {"a.b.c": "value"} with string values (MLflow params)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            text = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+            flat[dotted] = text[:MAX_PARAM_CHARS]
+    return flat
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class RunTracker:
+    """One MLflow run: the only handle the pipeline uses to log."""
+
+    tracking_uri: str
+    run_id: str
+
+    @classmethod
+    def start(
+        cls,
+        tracking_uri: str,
+        experiment: str,
+        *,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+    ) -> "RunTracker":
+        experiment_id = ensure_experiment(tracking_uri, experiment)
+        with store_lock(tracking_uri):
+            client = _client(tracking_uri)
+            run = client.create_run(
+                experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}
+            )
+            entries = [Param(k, v) for k, v in params.items()]
+            for chunk in _chunks(entries, BATCH_LIMIT):
+                client.log_batch(run.info.run_id, params=chunk, synchronous=True)
+        return cls(tracking_uri, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, tracking_uri: str, run_id: str, *, tags: Mapping[str, str]) -> "RunTracker":
+        """Continue an existing run (a resumed cell); its params are already logged."""
+        with store_lock(tracking_uri):
+            client = _client(tracking_uri)
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        tracker = cls(tracking_uri, run_id)
+        tracker.set_tags(tags)
+        return tracker
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        with store_lock(self.tracking_uri):
+            client = _client(self.tracking_uri)
+            for chunk in _chunks(entries, BATCH_LIMIT):
+                client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        entries = [RunTag(k, str(v)[:MAX_PARAM_CHARS]) for k, v in tags.items()]
+        with store_lock(self.tracking_uri):
+            client = _client(self.tracking_uri)
+            for chunk in _chunks(entries, BATCH_LIMIT):
+                client.log_batch(self.run_id, tags=chunk, synchronous=True)
+
+    def log_artifact(self, local_path: str | Path, artifact_dir: str | None = None) -> None:
+        with store_lock(self.tracking_uri):
+            _client(self.tracking_uri).log_artifact(self.run_id, str(local_path), artifact_dir)
+
+    def log_json(self, obj: Any, artifact_file: str) -> None:
+        """Write `obj` as JSON and log it at `artifact_file` (e.g. "eval/coco_stats.json")."""
+        path = Path(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            local.write_text(json.dumps(obj))
+            self.log_artifact(local, path.parent.as_posix() if path.parent.parts else None)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag."""
+        tags = {STATUS_TAG: status}
+        if error is not None:
+            tags["error"] = error
+        self.set_tags(tags)
+        terminal = RunStatus.FAILED if status == "failed" else RunStatus.FINISHED
+        with store_lock(self.tracking_uri):
+            _client(self.tracking_uri).set_terminated(
+                self.run_id, status=RunStatus.to_string(terminal)
+            )
+
+
+def experiment_names(tracking_uri: str) -> list[str]:
+    """Experiment names, newest first (by creation time)."""
+    experiments = _client(tracking_uri).search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    experiments.sort(key=lambda e: e.creation_time or 0, reverse=True)
+    return [e.name for e in experiments]
+
+
+def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
+    """Every run of `experiment` as one row: run_id, run_name, mlflow_status, start/end
+    time (ms), then `tags.<k>`, `params.<k>` and `metrics.<k>` (final values) columns.
+    An unknown experiment → ValueError naming it and the known ones."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        known = ", ".join(experiment_names(tracking_uri)) or "none"
+        raise ValueError(
+            f"no MLflow experiment named {experiment!r} at {tracking_uri} (known: {known})"
+        )
+    rows: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+        for run in page:
+            row: dict[str, Any] = {
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name,
+                "mlflow_status": run.info.status,
+                "start_time": run.info.start_time,
+                "end_time": run.info.end_time,
+            }
+            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+            row.update({f"params.{k}": v for k, v in run.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
+
+
+def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one metric of one run, by step."""
+    history = _client(tracking_uri).get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in history)

@@ -1,0 +1,140 @@
+"""MLflow runs → one tidy row per run, with the grid coordinates the report groups by.
+
+Reads what design.md's "MLflow schema" promises (tags `backbone`/`neck`/`operator`/
+`dataset`/`seed`/`status`/`error`, params `model.scale` and `train.img_size`, the final
+metrics) out of `tracking.runs_frame`, drops the report's own runs (tag `kind=report`) and
+settles each run's status: the `status` tag when it is final, else MLflow's own FAILED /
+KILLED, else "running" (a run still going, or cut off, has no final status).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lightyolo import tracking
+
+# The coordinates of a variant: one row of the main table per distinct value.
+VARIANT_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "scale", "img_size", "dataset")
+FACTOR_KEYS: tuple[str, ...] = ("backbone", "neck", "operator")
+CONTEXT_KEYS: tuple[str, ...] = ("scale", "img_size", "dataset")
+
+# Final metrics (design.md); the report aggregates every one that a run logged.
+FINAL_METRICS: tuple[str, ...] = (
+    "map50",
+    "map50_95",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "params_m",
+    "params",
+    "gflops",
+    "latency_ms",
+    "latency_p90_ms",
+    "fps",
+    "train_seconds",
+    "train_images_per_s",
+)
+
+# Per-run context the conventions block and runs.csv show: column → candidate sources.
+RUN_FIELDS: dict[str, tuple[str, ...]] = {
+    "backbone": ("tags.backbone",),
+    "neck": ("tags.neck",),
+    "operator": ("tags.operator",),
+    "scale": ("params.model.scale",),
+    "img_size": ("params.train.img_size",),
+    "dataset": ("tags.dataset", "params.dataset.name"),
+    "seed": ("tags.seed", "params.seed"),
+    "error": ("tags.error",),
+    "epochs": ("params.train.epochs",),
+    "latency_device": ("tags.latency_device",),
+    "latency_threads": ("tags.latency_threads",),
+    "latency_batch": ("tags.latency_batch",),
+    "bench_warmup": ("params.bench.warmup",),
+    "bench_iters": ("params.bench.iters",),
+    "git_sha": ("tags.git_sha",),
+    "lightyolo_version": ("tags.lightyolo_version",),
+    "sweep_id": ("tags.sweep_id",),
+    "config_hash": ("tags.config_hash",),
+}
+
+UNKNOWN = "-"  # shown for a coordinate a run did not log
+FINAL_STATUSES = ("completed", "failed")
+
+
+class ReportError(Exception):
+    """A condition the report explains in one line (no store, no runs, bad argument)."""
+
+
+def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
+    """The runs of `experiment` as `runs_table` rows; raises ReportError when unreadable."""
+    db = tracking.sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise ReportError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+    try:
+        raw = tracking.runs_frame(tracking_uri, experiment)
+    except ValueError as err:
+        raise ReportError(str(err)) from err
+    return runs_table(raw)
+
+
+def newest_experiment(tracking_uri: str) -> str:
+    """The most recently created experiment of the store; ReportError when there is none."""
+    db = tracking.sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise ReportError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+    names = tracking.experiment_names(tracking_uri)
+    if not names:
+        raise ReportError(f"no MLflow experiments at {tracking_uri}")
+    return names[0]
+
+
+def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
+    """`tracking.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
+    columns and one float column per final metric (NaN where not logged); report runs dropped."""
+    if raw.empty:
+        columns = ["run_id", "run_name", "start_time", "status", *RUN_FIELDS, *FINAL_METRICS]
+        return pd.DataFrame(columns=columns)
+    raw = raw.reset_index(drop=True)
+    if "tags.kind" in raw:
+        raw = raw[raw["tags.kind"].fillna("") != "report"].reset_index(drop=True)
+    runs = pd.DataFrame(
+        {
+            "run_id": raw["run_id"],
+            "run_name": raw["run_name"],
+            "start_time": raw["start_time"],
+            "status": [_status(row) for _, row in raw.iterrows()],
+        }
+    )
+    for field, sources in RUN_FIELDS.items():
+        runs[field] = _first_present(raw, sources)
+    for key in ("backbone", "neck", "operator", "scale", "dataset"):
+        runs[key] = runs[key].fillna(UNKNOWN).astype(str)
+    runs["img_size"] = _as_int(runs["img_size"])
+    runs["seed"] = _as_int(runs["seed"])
+    for metric in FINAL_METRICS:
+        column = f"metrics.{metric}"
+        runs[metric] = raw[column].astype(float) if column in raw else np.nan
+    return runs
+
+
+def _status(row: pd.Series) -> str:
+    tag = row.get("tags.status")
+    if isinstance(tag, str) and tag in FINAL_STATUSES:
+        return tag
+    if row.get("mlflow_status") in ("FAILED", "KILLED"):
+        return "failed"
+    return "running"
+
+
+def _first_present(raw: pd.DataFrame, sources: tuple[str, ...]) -> pd.Series:
+    values = pd.Series([None] * len(raw), index=raw.index, dtype=object)
+    for source in reversed(sources):  # earlier sources win
+        if source in raw:
+            values = raw[source].where(raw[source].notna(), values)
+    return values
+
+
+def _as_int(values: pd.Series) -> pd.Series:
+    """Strings like "320" → Int64 (nullable); anything else → <NA>."""
+    return pd.to_numeric(values, errors="coerce").round().astype("Int64")

@@ -1,0 +1,88 @@
+"""Tradeoff plots: mAP50-95 against GFLOPs and against latency, one PNG each per dataset.
+
+Every completed variant is a labelled point with ±1 std error bars over seeds; the Pareto
+front (`aggregate.pareto_optimal`) is drawn as the staircase that bounds what is attainable.
+Uses matplotlib's object API on the Agg canvas, so no display and no global backend switch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lightyolo.report.aggregate import POINTS
+
+# cost column → (file stem, axis label, pareto flag column)
+COSTS: dict[str, tuple[str, str, str]] = {
+    "gflops": ("map_vs_gflops", "GFLOPs", "pareto_gflops"),
+    "latency_ms": ("map_vs_latency", "latency (ms, median)", "pareto_latency"),
+}
+
+
+def tradeoff_plots(variants: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Writes the PNGs for every dataset (file names get the dataset when there are several)
+    and returns their paths; variants with no mAP or no cost are left out."""
+    paths = []
+    datasets = sorted(variants["dataset"].dropna().astype(str).unique())
+    for dataset in datasets:
+        rows = variants[(variants["dataset"] == dataset) & (variants["status"] == "completed")]
+        suffix = "" if len(datasets) == 1 else "_" + re.sub(r"[^A-Za-z0-9._-]", "_", dataset)
+        for cost, (stem, label, flag) in COSTS.items():
+            plotted = rows[rows["map50_95_mean"].notna() & rows[f"{cost}_mean"].notna()]
+            if plotted.empty:
+                continue
+            path = out_dir / f"{stem}{suffix}.png"
+            title = f"{dataset}: mAP50-95 vs {label}"
+            _save(_tradeoff_figure(plotted, cost, label, flag, title), path)
+            paths.append(path)
+    return paths
+
+
+def point_labels(rows: pd.DataFrame) -> list[str]:
+    """backbone/neck/operator, plus scale@img_size when the plot mixes several."""
+    mixed = rows[["scale", "img_size"]].astype(str).drop_duplicates().shape[0] > 1
+    labels = []
+    for _, row in rows.iterrows():
+        label = f"{row['backbone']}/{row['neck']}/{row['operator']}"
+        labels.append(f"{label} {row['scale']}@{row['img_size']}" if mixed else label)
+    return labels
+
+
+def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title: str) -> Figure:
+    x = rows[f"{cost}_mean"].to_numpy(dtype=float)
+    y = rows["map50_95_mean"].to_numpy(dtype=float) * POINTS
+    xerr = np.nan_to_num(rows[f"{cost}_std"].to_numpy(dtype=float))
+    yerr = np.nan_to_num(rows["map50_95_std"].to_numpy(dtype=float) * POINTS)
+    optimal = rows[flag].to_numpy(dtype=bool)
+
+    figure = Figure(figsize=(7.5, 5.0), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.errorbar(x[~optimal], y[~optimal], xerr=xerr[~optimal], yerr=yerr[~optimal], fmt="o",
+                  color="tab:gray", ecolor="lightgray", capsize=3, label="variant")
+    axes.errorbar(x[optimal], y[optimal], xerr=xerr[optimal], yerr=yerr[optimal], fmt="o",
+                  color="tab:red", ecolor="mistyrose", capsize=3, label="Pareto-optimal")
+    order = np.argsort(x[optimal])
+    # A staircase: each optimal point holds its mAP until a costlier one improves on it.
+    axes.step(x[optimal][order], y[optimal][order], where="post", color="tab:red",
+              linewidth=1, alpha=0.7, label="Pareto front")
+    for xi, yi, text in zip(x, y, point_labels(rows)):
+        axes.annotate(text, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axes.set_xlabel(label)
+    axes.set_ylabel("mAP50-95 (points)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    axes.margins(x=0.15, y=0.15)
+    figure.tight_layout()
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)

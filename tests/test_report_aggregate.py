@@ -1,0 +1,193 @@
+"""Aggregation, deltas and Pareto flags of the report on hand-built runs with hand-checked numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lightyolo.report.aggregate import (
+    Baseline,
+    add_deltas,
+    add_pareto_flags,
+    aggregate_variants,
+    one_factor_rows,
+    pareto_optimal,
+)
+from lightyolo.report.collect import runs_table
+from lightyolo.report.tables import main_table, one_factor_tables, spread_verdict
+
+BASELINE = Baseline("c3", "pan", "conv")
+
+
+def raw_run(name: str, seed: int, status: str, start: int, **metrics: float) -> dict:
+    """One row as `tracking.runs_frame` returns it."""
+    backbone, neck, operator = name.split("/")
+    row = {
+        "run_id": f"{backbone}-{neck}-{operator}-s{seed}-{start}",
+        "run_name": f"{backbone}-{neck}-{operator}-s{seed}",
+        "mlflow_status": "FAILED" if status == "failed" else "FINISHED",
+        "start_time": start,
+        "end_time": start + 1,
+        "tags.backbone": backbone,
+        "tags.neck": neck,
+        "tags.operator": operator,
+        "tags.dataset": "shapes",
+        "tags.seed": str(seed),
+        "params.model.scale": "n",
+        "params.train.img_size": "320",
+        "params.train.epochs": "3",
+    }
+    if status:
+        row["tags.status"] = status
+    if status == "failed":
+        row["tags.error"] = "Traceback (most recent call last):\nRuntimeError: boom"
+    row.update({f"metrics.{k}": v for k, v in metrics.items()})
+    return row
+
+
+def metrics(map50_95: float, gflops: float, latency: float, params: float) -> dict[str, float]:
+    return {
+        "map50_95": map50_95,
+        "map50": map50_95 + 0.2,
+        "gflops": gflops,
+        "latency_ms": latency,
+        "params": params,
+        "params_m": params / 1e6,
+    }
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    rows = [
+        raw_run("c3/pan/conv", 0, "completed", 1, **metrics(0.30, 4.0, 10.0, 2.0e6)),
+        raw_run("c3/pan/conv", 1, "completed", 2, **metrics(0.32, 4.0, 12.0, 2.0e6)),
+        raw_run("ghost/pan/conv", 0, "completed", 3, **metrics(0.28, 2.0, 5.5, 1.5e6)),
+        raw_run("ghost/pan/conv", 1, "failed", 4),  # a failed attempt, then a completed rerun
+        raw_run("ghost/pan/conv", 1, "completed", 5, **metrics(0.30, 2.0, 5.5, 1.5e6)),
+        raw_run("c3/slim/conv", 0, "completed", 6, **metrics(0.35, 3.0, 11.0, 1.8e6)),
+        raw_run("c3/slim/conv", 1, "failed", 7),
+        raw_run("c3/pan/involution", 0, "failed", 8),
+        raw_run("c3/pan/involution", 1, "", 9),  # still running: no final status tag
+        {**raw_run("c3/pan/conv", 0, "completed", 10), "tags.kind": "report", "run_name": "report"},
+    ]
+    return runs_table(pd.DataFrame(rows))
+
+
+@pytest.fixture(scope="module")
+def variants(runs: pd.DataFrame) -> pd.DataFrame:
+    return add_pareto_flags(add_deltas(aggregate_variants(runs), BASELINE))
+
+
+def variant(variants: pd.DataFrame, name: str) -> pd.Series:
+    backbone, neck, operator = name.split("/")
+    row = variants[
+        (variants["backbone"] == backbone)
+        & (variants["neck"] == neck)
+        & (variants["operator"] == operator)
+    ]
+    assert len(row) == 1, name
+    return row.iloc[0]
+
+
+def test_pareto_front_of_a_hand_checked_set() -> None:
+    score = np.array([0.5, 0.4, 0.4, 0.5, np.nan, 0.3, 0.6])
+    cost = np.array([10.0, 5.0, 6.0, 10.0, 1.0, 5.0, 20.0])
+    # B(0.4, 5) dominates C (same mAP, costlier) and F (same cost, lower mAP); A and D tie;
+    # the NaN point neither counts nor dominates; G is the most accurate.
+    assert pareto_optimal(score, cost).tolist() == [True, True, False, True, False, False, True]
+
+
+def test_report_runs_are_not_read_and_statuses_are_settled(runs: pd.DataFrame) -> None:
+    assert len(runs) == 9
+    assert runs["status"].value_counts().to_dict() == {"completed": 5, "failed": 3, "running": 1}
+    assert runs["img_size"].tolist() == [320] * 9
+    assert runs["seed"].tolist() == [0, 1, 0, 1, 1, 0, 1, 0, 1]
+
+
+def test_mean_and_sample_std_over_seeds(variants: pd.DataFrame) -> None:
+    base = variant(variants, "c3/pan/conv")
+    assert base["n_seeds"] == 2 and base["seeds"] == "0,1"
+    assert base["map50_95_mean"] == pytest.approx(0.31)
+    assert base["map50_95_std"] == pytest.approx(math.sqrt(2 * 0.01**2))  # ddof=1
+    assert base["latency_ms_mean"] == pytest.approx(11.0)
+    assert base["latency_ms_std"] == pytest.approx(math.sqrt(2.0))
+    assert base["gflops_std"] == pytest.approx(0.0)
+
+
+def test_failed_runs_never_enter_means_and_a_completed_rerun_wins(variants: pd.DataFrame) -> None:
+    ghost = variant(variants, "ghost/pan/conv")
+    assert ghost["status"] == "completed" and ghost["n_seeds"] == 2 and ghost["n_failed"] == 0
+    assert ghost["map50_95_mean"] == pytest.approx(0.29)
+    slim = variant(variants, "c3/slim/conv")
+    assert slim["n_seeds"] == 1 and slim["n_failed"] == 1
+    assert slim["map50_95_mean"] == pytest.approx(0.35) and math.isnan(slim["map50_95_std"])
+
+
+def test_failed_running_and_missing_cells(variants: pd.DataFrame) -> None:
+    failed = variant(variants, "c3/pan/involution")
+    assert failed["status"] == "failed" and failed["error"].endswith("RuntimeError: boom")
+    assert math.isnan(failed["map50_95_mean"])
+    missing = variants[variants["status"] == "missing"]
+    names = sorted("/".join(r) for r in missing[["backbone", "neck", "operator"]].to_numpy())
+    assert names == ["c3/slim/involution", "ghost/pan/involution", "ghost/slim/conv",
+                     "ghost/slim/involution"]
+    assert len(variants) == 8
+
+
+def test_deltas_against_the_baseline(variants: pd.DataFrame) -> None:
+    ghost = variant(variants, "ghost/pan/conv")
+    assert ghost["delta_map50_95_pts"] == pytest.approx(-2.0)
+    assert ghost["delta_map50_pts"] == pytest.approx(-2.0)
+    assert ghost["delta_params_pct"] == pytest.approx(-25.0)
+    assert ghost["delta_gflops_pct"] == pytest.approx(-50.0)
+    assert ghost["speedup"] == pytest.approx(2.0)
+    slim = variant(variants, "c3/slim/conv")
+    assert slim["delta_map50_95_pts"] == pytest.approx(4.0)
+    assert slim["speedup"] == pytest.approx(1.0)
+    assert variant(variants, "c3/pan/conv")["delta_map50_95_pts"] == pytest.approx(0.0)
+
+
+def test_delta_is_compared_with_the_seed_spread(variants: pd.DataFrame) -> None:
+    ghost = variant(variants, "ghost/pan/conv")
+    # |−2.0| pts against 1.41 + 1.41 pts of spread: not distinguishable.
+    assert not ghost["map50_95_beyond_spread"]
+    assert spread_verdict(ghost).startswith("NOT larger than the seed spread")
+    slim = variant(variants, "c3/slim/conv")
+    assert pd.isna(slim["map50_95_beyond_spread"])
+    assert spread_verdict(slim).startswith("single seed")
+
+
+def test_pareto_flags_per_cost(variants: pd.DataFrame) -> None:
+    flagged = variants[variants["pareto_gflops"]]
+    assert sorted(flagged["backbone"] + "/" + flagged["neck"]) == ["c3/slim", "ghost/pan"]
+    # c3/slim has the baseline's latency and more mAP: the baseline is dominated on both.
+    flagged = variants[variants["pareto_latency"]]
+    assert sorted(flagged["backbone"] + "/" + flagged["neck"]) == ["c3/slim", "ghost/pan"]
+
+
+def test_deltas_are_nan_where_the_baseline_did_not_complete(runs: pd.DataFrame) -> None:
+    other_size = runs[runs["run_name"] == "ghost-pan-conv-s0"].assign(img_size=640)
+    variants = add_deltas(aggregate_variants(pd.concat([runs, other_size])), BASELINE)
+    ghost_640 = variants[(variants["img_size"] == 640) & (variants["status"] == "completed")]
+    assert len(ghost_640) == 1 and math.isnan(ghost_640["delta_map50_95_pts"].iloc[0])
+
+
+def test_one_factor_rows_hold_the_other_factors_at_the_baseline(variants: pd.DataFrame) -> None:
+    neck_rows = one_factor_rows(variants, "neck", BASELINE)
+    assert sorted(neck_rows["neck"]) == ["pan", "slim"]
+    assert set(neck_rows["backbone"]) == {"c3"} and set(neck_rows["operator"]) == {"conv"}
+
+
+def test_markdown_marks_failed_and_missing_cells(variants: pd.DataFrame) -> None:
+    table = main_table(variants)
+    lines = table.splitlines()
+    assert len(lines) == 2 + 8
+    assert "**failed**: RuntimeError: boom" in table
+    assert table.count("**missing**") == 4
+    assert "| 31.0 ± 1.4 |" in table and "| -2.0 | -25.0 % | -50.0 % | 2.00× |" in table
+    factor = one_factor_tables(variants, BASELINE)
+    assert "### Effect of the backbone" in factor and "### Effect of the neck" in factor
+    assert "NOT larger than the seed spread" in factor

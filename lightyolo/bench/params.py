@@ -1,0 +1,13 @@
+"""Parameter counts, by references.md's convention: trainable parameters, BatchNorm unfused.
+
+YOLOv5n has 1,872,157 and YOLOv5s 7,235,389 by this count (ultralytics/yolov5 v7.0).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters of `model` as trained (BatchNorm not folded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,86 @@
+"""The assembled detector (backbone → neck → YOLOv5 Detect) and its builder from Hydra configs.
+
+Every grid cell is built here: `build_detector` instantiates the operator, backbone and neck
+configs (`conf/operator`, `conf/backbone`, `conf/neck`, each a `_target_`) at one of YOLOv5's
+scales and puts YOLOv5's Detect head on the neck. With c3/pan/conv it is YOLOv5 v7.0
+(ultralytics/yolov5): 1,872,157 params at n and 7,235,389 at s for nc 80 (references.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from lightyolo.bench.params import count_parameters
+from lightyolo.models.head import Detect
+
+# YOLOv5's model scales: name → (width_multiple, depth_multiple).
+SCALES: dict[str, tuple[float, float]] = {
+    "n": (0.25, 0.33),
+    "s": (0.50, 0.33),
+    "m": (0.75, 0.67),
+}
+
+
+class Detector(nn.Module):
+    """head(neck(backbone(x))): raw maps in training mode, (decoded, raw) in eval mode."""
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module, head: Detect) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+
+    @property
+    def stride(self) -> torch.Tensor:
+        """Strides of the head's levels (float tensor, (nl,))."""
+        return self.head.stride
+
+    @property
+    def nc(self) -> int:
+        return self.head.nc
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.head(self.neck(self.backbone(x)))
+
+
+def _declared_channels(module: nn.Module, group: str) -> tuple[int, int, int]:
+    channels = getattr(module, "out_channels", None)
+    if not (isinstance(channels, (tuple, list)) and len(channels) == 3 and all(isinstance(c, int) for c in channels)):
+        raise TypeError(
+            f"conf/{group}: {type(module).__name__} must declare out_channels as 3 ints "
+            f"(P3, P4, P5), got {channels!r}"
+        )
+    return tuple(channels)  # type: ignore[return-value]
+
+
+def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale: str, nc: int) -> Detector:
+    """Instantiate operator, backbone and neck configs at `scale` and add a Detect head for `nc` classes."""
+    if scale not in SCALES:
+        raise ValueError(f"scale: unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    width_multiple, depth_multiple = SCALES[scale]
+    operator = instantiate(operator_cfg)
+    backbone = instantiate(
+        backbone_cfg, width_multiple=width_multiple, depth_multiple=depth_multiple, operator=operator
+    )
+    backbone_channels = _declared_channels(backbone, "backbone")
+    neck = instantiate(
+        neck_cfg,
+        in_channels=backbone_channels,
+        width_multiple=width_multiple,
+        depth_multiple=depth_multiple,
+        operator=operator,
+    )
+    strides = tuple(int(s) for s in getattr(backbone, "strides", (8, 16, 32)))
+    head = Detect(nc, _declared_channels(neck, "neck"), strides=strides)
+    return Detector(backbone, neck, head)
+
+
+def part_parameter_counts(model: Detector) -> dict[str, int]:
+    """Trainable parameters of backbone, neck and head, and their total (references.md's split)."""
+    counts = {part: count_parameters(getattr(model, part)) for part in ("backbone", "neck", "head")}
+    counts["total"] = sum(counts.values())
+    return counts

@@ -49,10 +49,13 @@ def oriented_size(path: Path) -> tuple[int, int]:
     """
     with Image.open(path) as im:
         width, height = im.size
-        orientation = im.getexif().get(_EXIF_ORIENTATION)
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        return height, width
-    return width, height
+        transposed = exif_transposes(im)
+    return (height, width) if transposed else (width, height)
+
+
+def exif_transposes(im: Image.Image) -> bool:
+    """True when the image's EXIF orientation turns it by 90 degrees for display."""
+    return im.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS
 
 
 def parse_label_file(path: Path, nc: int, issues: Counter) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,97 @@
+"""Letterbox, affine, box filtering and HSV jitter, on small synthetic images."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from PIL import Image
+
+from lightyolo.data.transforms import (AugmentHyp, augment_hsv, box_candidates, letterbox, load_resized,
+                                       random_affine, xyxy_to_yolo, yolo_to_xyxy)
+
+NO_JITTER = AugmentHyp(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, fliplr=0, mosaic=0)
+
+
+def test_letterbox_centres_the_image_and_reports_yolov5_float_padding():
+    img = np.full((30, 64, 3), 200, dtype=np.uint8)
+    out, ratio, (pad_x, pad_y) = letterbox(img, (64, 64), scaleup=False)
+    assert out.shape == (64, 64, 3) and ratio == 1.0 and (pad_x, pad_y) == (0.0, 17.0)
+    assert (out[17:47] == 200).all() and (out[:17] == 114).all() and (out[47:] == 114).all()
+    # odd padding: 3 rows split 1 above / 2 below (YOLOv5's round(pad - 0.1))
+    out, _, (_, pad_y) = letterbox(np.zeros((29, 64, 3), np.uint8), (32, 64), scaleup=False)
+    assert pad_y == 1.5 and (out[0] == 114).all() and (out[1:30] == 0).all() and (out[30:] == 114).all()
+
+
+def test_letterbox_downscales_but_only_upscales_when_allowed():
+    img = np.zeros((40, 80, 3), dtype=np.uint8)
+    assert letterbox(img, (32, 32), scaleup=False)[1] == 0.4
+    assert letterbox(img, (160, 160), scaleup=False)[1] == 1.0
+    assert letterbox(img, (160, 160), scaleup=True)[1] == 2.0
+
+
+def test_load_resized_uses_ceil_sizes_and_reports_the_original_shape(tmp_path):
+    Image.new("RGB", (101, 37), (5, 6, 7)).save(tmp_path / "a.png")
+    for fast in (False, True):
+        img, (h0, w0) = load_resized(tmp_path / "a.png", 64, fast=fast)
+        assert img.shape == (24, 64, 3) and (h0, w0) == (37, 101)  # ceil(37 * 64 / 101) = 24
+        assert img.dtype == np.uint8 and (img == (5, 6, 7)).all()
+
+
+def test_yolo_and_xyxy_conversions_round_trip():
+    boxes = np.array([[0.5, 0.25, 0.2, 0.1], [0.1, 0.9, 0.2, 0.2]], dtype=np.float32)
+    xyxy = yolo_to_xyxy(boxes, 200, 100, pad_x=3, pad_y=4)
+    np.testing.assert_allclose(xyxy[0], [83, 24, 123, 34])
+    np.testing.assert_allclose(xyxy_to_yolo(xyxy - [3, 4, 3, 4], 200, 100), boxes, atol=1e-6)
+
+
+def _solid_box_image(size: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    img = np.full((size, size, 3), 30, dtype=np.uint8)
+    x1, y1, x2, y2 = box
+    img[y1:y2, x1:x2] = (250, 20, 20)
+    return img
+
+
+def test_affine_moves_the_box_with_the_pixels():
+    box = (20, 30, 50, 44)
+    img = _solid_box_image(64, box)
+    hyp = replace(NO_JITTER, translate=0.2, scale=0.5)
+    for seed in range(5):
+        out, new, keep = random_affine(img, np.array([box], np.float32), (64, 64), hyp, np.random.default_rng(seed))
+        assert keep.tolist() == [True]
+        red = (out[..., 0] > 140) & (out[..., 1] < 100)
+        rows, cols = np.flatnonzero(red.any(1)), np.flatnonzero(red.any(0))
+        # the red region's extent matches the transformed box to within a pixel (bilinear edges)
+        np.testing.assert_allclose([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], new[0], atol=1.01)
+
+
+def test_rotated_box_encloses_every_pixel_of_the_object():
+    box = (16, 20, 48, 40)
+    img = _solid_box_image(64, box)
+    hyp = replace(NO_JITTER, degrees=40)
+    for seed in range(5):
+        out, new, keep = random_affine(img, np.array([box], np.float32), (64, 64), hyp, np.random.default_rng(seed))
+        red = (out[..., 0] > 140) & (out[..., 1] < 100)
+        ys, xs = np.nonzero(red)
+        x1, y1, x2, y2 = new[0]
+        assert keep[0] and xs.min() >= x1 - 1 and xs.max() + 1 <= x2 + 1 and ys.min() >= y1 - 1 and ys.max() + 1 <= y2 + 1
+
+
+def test_box_candidates_drop_slivers_and_mostly_cut_boxes():
+    before = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 100, 100]], np.float32)
+    after = np.array([[0, 0, 10, 10], [0, 0, 10, 1.5], [0, 0, 3, 3], [0, 0, 90, 90]], np.float32)
+    assert box_candidates(before, after, area_gain=1.0).tolist() == [True, False, False, True]
+    # the same 3x3 remainder is kept when the warp shrank the box to a tenth of its area
+    assert box_candidates(before[2:3], after[2:3], area_gain=0.1).tolist() == [True]
+
+
+def test_hsv_with_zero_gains_keeps_colours_and_value_gain_brightens():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    same = augment_hsv(img, NO_JITTER, rng)
+    error = np.abs(same.astype(int) - img)
+    assert error.max() <= 6 and error.mean() < 1  # 8-bit HSV round trip quantises hue
+    brighter = augment_hsv(np.full((4, 4, 3), 100, np.uint8), replace(NO_JITTER, hsv_v=0.5),
+                           np.random.default_rng(1))  # draws a value gain of ~1.0 .. 1.5
+    gain = np.random.default_rng(1).uniform(-1, 1, 3)[2] * 0.5 + 1
+    assert abs(int(brighter[0, 0, 0]) - round(100 * gain)) <= 1

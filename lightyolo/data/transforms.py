@@ -55,7 +55,11 @@ def load_resized(path: Path, img_size: int, *, fast: bool) -> tuple[np.ndarray, 
         if fast and ratio < 1:
             im.draft("RGB", (math.ceil(raw_w * ratio), math.ceil(raw_h * ratio)))
         transposed = exif_transposes(im)
-        im = (ImageOps.exif_transpose(im) if transposed else im).convert("RGB")
+        if transposed:
+            im = ImageOps.exif_transpose(im)
+        if im.mode != "RGB":
+            im = im.convert("RGB")
+        im.load()
     w0, h0 = (raw_h, raw_w) if transposed else (raw_w, raw_h)
     target = (math.ceil(w0 * ratio), math.ceil(h0 * ratio))
     if im.size != target:

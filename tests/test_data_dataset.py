@@ -75,7 +75,7 @@ def test_rect_batches_share_a_stride_multiple_shape_like_yolov5():
 def test_mosaic_labels_cover_the_coloured_pixels_and_stay_inside(tmp_path, degrees):
     records = [_box_record(tmp_path, f"r{i}", size, box, image_id=i) for i, (size, box) in enumerate([
         ((96, 64), (10, 10, 50, 40)), ((64, 96), (20, 30, 60, 90)), ((80, 80), (40, 5, 75, 35))])]
-    hyp = AugmentHyp(hsv_h=0, hsv_s=0, hsv_v=0, degrees=degrees)
+    hyp = AugmentHyp(hsv_h=0, hsv_s=0, hsv_v=0, degrees=degrees, flipud=0.5)
     dataset = DetectionDataset(records, 64, augment=True, hyp=hyp, cache_images=True)
     n_boxes = 0
     for seed in range(12):

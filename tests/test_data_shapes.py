@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,18 @@ def test_second_call_reuses_the_cached_folder(tmp_path):
     second = ensure_shapes_dataset(tmp_path, **SMALL)
     assert second == first and marker.stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [first.name]  # no temp dirs left
+
+
+def test_processes_starting_generation_at_once_share_one_complete_folder(tmp_path):
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        folders = pool.starmap(_ensure, [(tmp_path, SMALL)] * 2)
+    assert folders[0] == folders[1]
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [folders[0].name]
+    assert _digest(folders[0]) == _digest(ensure_shapes_dataset(tmp_path / "alone", **SMALL))
+
+
+def _ensure(root: Path, params: dict) -> Path:
+    return ensure_shapes_dataset(root, **params)
 
 
 def test_spec_has_requested_split_sizes_and_valid_labels(tmp_path):

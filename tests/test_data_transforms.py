@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lightyolo.data.transforms import (AugmentHyp, augment_hsv, box_candidates, letterbox, load_resized,
-                                       random_affine, xyxy_to_yolo, yolo_to_xyxy)
+                                       mixup, random_affine, xyxy_to_yolo, yolo_to_xyxy)
 
 NO_JITTER = AugmentHyp(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, fliplr=0, mosaic=0)
 
@@ -65,10 +66,11 @@ def test_affine_moves_the_box_with_the_pixels():
         np.testing.assert_allclose([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], new[0], atol=1.01)
 
 
-def test_rotated_box_encloses_every_pixel_of_the_object():
+@pytest.mark.parametrize("warp", [dict(degrees=40), dict(shear=10), dict(perspective=0.002)])
+def test_warped_box_encloses_every_pixel_of_the_object(warp):
     box = (16, 20, 48, 40)
     img = _solid_box_image(64, box)
-    hyp = replace(NO_JITTER, degrees=40)
+    hyp = replace(NO_JITTER, **warp)
     for seed in range(5):
         out, new, keep = random_affine(img, np.array([box], np.float32), (64, 64), hyp, np.random.default_rng(seed))
         red = (out[..., 0] > 140) & (out[..., 1] < 100)
@@ -95,3 +97,12 @@ def test_hsv_with_zero_gains_keeps_colours_and_value_gain_brightens():
                            np.random.default_rng(1))  # draws a value gain of ~1.0 .. 1.5
     gain = np.random.default_rng(1).uniform(-1, 1, 3)[2] * 0.5 + 1
     assert abs(int(brighter[0, 0, 0]) - round(100 * gain)) <= 1
+
+
+def test_mixup_blends_pixels_and_keeps_both_label_sets():
+    dark, light = np.full((4, 4, 3), 0, np.uint8), np.full((4, 4, 3), 200, np.uint8)
+    boxes_a, boxes_b = np.array([[0, 0, 2, 2]], np.float32), np.array([[1, 1, 3, 3], [0, 0, 4, 4]], np.float32)
+    img, boxes, classes = mixup(dark, boxes_a, np.array([0]), light, boxes_b, np.array([1, 2]),
+                                np.random.default_rng(0))
+    assert 70 < img[0, 0, 0] < 130  # Beta(32, 32) ratios stay near one half
+    assert classes.tolist() == [0, 1, 2] and boxes.tolist() == [[0, 0, 2, 2], [1, 1, 3, 3], [0, 0, 4, 4]]

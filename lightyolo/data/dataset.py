@@ -21,6 +21,7 @@ from lightyolo.data.transforms import (AugmentHyp, augment_hsv, letterbox, load_
                                        random_affine, xyxy_to_yolo, yolo_to_xyxy)
 
 Sample = tuple[torch.Tensor, torch.Tensor, dict[str, Any]]
+RatioPad = tuple[tuple[float, float], tuple[float, float]]  # ((ry, rx), (pad_x, pad_y))
 
 
 class DetectionDataset(Dataset):
@@ -30,8 +31,8 @@ class DetectionDataset(Dataset):
     - `labels`: float32 (n, 6) rows `[0, cls, cx, cy, w, h]`, normalised to the returned image
       (column 0 becomes the batch index in `collate`).
     - `meta`: `image_id`, `path`, `orig_shape` (h0, w0) and `ratio_pad` ((ry, rx), (pad_x,
-      pad_y)) with x_out = x_orig * rx + pad_x (None for mosaic samples, which have no
-      single original).
+      pad_y)) with x_out = x_orig * rx + pad_x (None with `augment=True`: mosaic and affine
+      samples have no single linear mapping back).
 
     `augment=False` letterboxes to `img_size` square, or with `rect=True` to per-batch
     rectangles (records are then sorted by aspect ratio: `self.records` is the sample order,
@@ -114,7 +115,8 @@ class DetectionDataset(Dataset):
         h, w = img.shape[:2]
         return img, record.classes, yolo_to_xyxy(record.boxes, w, h)
 
-    def _letterboxed(self, index: int, shape: tuple[int, int], *, scaleup: bool):
+    def _letterboxed(self, index: int, shape: tuple[int, int], *, scaleup: bool
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, RatioPad]:
         record = self.records[index]
         img, classes, boxes = self._load(index)
         h, w = img.shape[:2]
@@ -123,17 +125,18 @@ class DetectionDataset(Dataset):
         ratio_pad = ((ratio * h / record.height, ratio * w / record.width), (pad_x, pad_y))
         return img, classes, boxes, ratio_pad
 
-    def _augmented(self, index: int, rng: np.random.Generator):
+    def _augmented(self, index: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+        """Augmented image, classes, pixel boxes; no ratio_pad (pixels come from several
+        images or were warped, so there is no simple mapping back)."""
         hyp = self.hyp
         use_mosaic = not self.rect and rng.random() < hyp.mosaic
         if use_mosaic:
             img, classes, boxes = self._mosaic(index, rng)
-            ratio_pad = None
         else:
-            img, classes, boxes, ratio_pad = self._letterboxed(index, self._target_shape(index), scaleup=True)
+            img, classes, boxes, _ = self._letterboxed(index, self._target_shape(index), scaleup=True)
             img, boxes, keep = random_affine(img, boxes, img.shape[:2], hyp, rng)
             classes, boxes = classes[keep], boxes[keep]
-            ratio_pad = None  # the affine moved the pixels: no simple mapping back
         if use_mosaic and rng.random() < hyp.mixup:
             other = self._mosaic(int(rng.integers(len(self))), rng)
             img, boxes, classes = mixup(img, boxes, classes, other[0], other[2], other[1], rng)
@@ -145,7 +148,7 @@ class DetectionDataset(Dataset):
         if rng.random() < hyp.fliplr:
             img = img[:, ::-1]
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
-        return img, classes, boxes.reshape(-1, 4), ratio_pad
+        return img, classes, boxes.reshape(-1, 4), None
 
     def _mosaic(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mosaic of this image and three random others, warped to img_size square."""

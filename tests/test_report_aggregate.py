@@ -1,4 +1,4 @@
-"""Aggregation, deltas and Pareto flags of the report on hand-built runs with hand-checked numbers."""
+"""Aggregation, deltas and Pareto flags of the report on hand-built runs, hand-checked numbers."""
 
 from __future__ import annotations
 
@@ -191,3 +191,19 @@ def test_markdown_marks_failed_and_missing_cells(variants: pd.DataFrame) -> None
     factor = one_factor_tables(variants, BASELINE)
     assert "### Effect of the backbone" in factor and "### Effect of the neck" in factor
     assert "NOT larger than the seed spread" in factor
+
+
+def test_runs_without_a_seed_each_count_as_a_seed() -> None:
+    rows = [
+        raw_run("c3/pan/conv", 0, "completed", 1, **metrics(0.30, 4.0, 10.0, 2.0e6)),
+        raw_run("c3/pan/conv", 0, "completed", 2, **metrics(0.34, 4.0, 12.0, 2.0e6)),
+    ]
+    unseeded = runs_table(pd.DataFrame(rows).drop(columns=["tags.seed"]))
+    base = aggregate_variants(unseeded).iloc[0]
+    assert base["n_seeds"] == 2 and base["map50_95_mean"] == pytest.approx(0.32)
+    seeded = aggregate_variants(runs_table(pd.DataFrame(rows))).iloc[0]
+    assert seeded["n_seeds"] == 1 and seeded["map50_95_mean"] == pytest.approx(0.34)  # newest
+
+
+def test_the_baseline_is_not_compared_with_its_own_spread(variants: pd.DataFrame) -> None:
+    assert pd.isna(variant(variants, "c3/pan/conv")["map50_95_beyond_spread"])

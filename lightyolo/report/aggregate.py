@@ -36,7 +36,9 @@ class Baseline(NamedTuple):
     def parse(cls, text: str) -> "Baseline":
         parts = text.split("/")
         if len(parts) != 3 or not all(parts):
-            raise ValueError(f"baseline={text!r}: expected backbone/neck/operator, e.g. c3/pan/conv")
+            raise ValueError(
+                f"baseline={text!r}: expected backbone/neck/operator, e.g. c3/pan/conv"
+            )
         return cls(*parts)
 
     def __str__(self) -> str:
@@ -62,10 +64,14 @@ def pareto_optimal(score: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def included_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that enter the means: completed ones, the newest per (variant, seed)."""
-    completed = runs[runs["status"] == "completed"]
-    completed = completed.sort_values("start_time", kind="stable")
-    return completed.drop_duplicates([*VARIANT_KEYS, "seed"], keep="last")
+    """The runs that enter the means: completed ones, the newest per (variant, seed); a run
+    that logged no seed counts as a seed of its own."""
+    completed = runs[runs["status"] == "completed"].sort_values("start_time", kind="stable")
+    seeded = completed[completed["seed"].notna()]
+    newest = seeded.drop_duplicates([*VARIANT_KEYS, "seed"], keep="last")
+    return pd.concat([newest, completed[completed["seed"].isna()]]).sort_values(
+        "start_time", kind="stable"
+    )
 
 
 def aggregate_variants(runs: pd.DataFrame) -> pd.DataFrame:
@@ -147,7 +153,8 @@ def _missing_rows(runs: pd.DataFrame) -> list[dict]:
 def add_deltas(variants: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
     """Adds is_baseline, delta_map50_pts, delta_map50_95_pts, delta_params_pct,
     delta_gflops_pct, speedup and map50_95_beyond_spread (True/False where both the variant
-    and its baseline have ≥ 2 seeds, else <NA>): NaN where the baseline did not complete."""
+    and its baseline have ≥ 2 seeds, else <NA>, also on the baseline itself): NaN where the
+    baseline did not complete."""
     out = variants.copy()
     is_base = np.ones(len(out), dtype=bool)
     for factor, value in zip(FACTOR_KEYS, baseline):
@@ -161,14 +168,15 @@ def add_deltas(variants: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
         return base[column].reindex(context).to_numpy(dtype=float)
 
     for metric in ("map50", "map50_95"):
-        out[f"delta_{metric}_pts"] = (out[f"{metric}_mean"] - of_baseline(f"{metric}_mean")) * POINTS
+        difference = out[f"{metric}_mean"] - of_baseline(f"{metric}_mean")
+        out[f"delta_{metric}_pts"] = difference * POINTS
     for metric in ("params", "gflops"):
         reference = of_baseline(f"{metric}_mean")
         out[f"delta_{metric}_pct"] = (out[f"{metric}_mean"] / reference - 1.0) * 100.0
     out["speedup"] = of_baseline("latency_ms_mean") / out["latency_ms_mean"]
     spread = (out["map50_95_std"] + of_baseline("map50_95_std")) * POINTS
     beyond = pd.Series(pd.NA, index=out.index, dtype="boolean")
-    known = spread.notna() & out["delta_map50_95_pts"].notna()
+    known = spread.notna() & out["delta_map50_95_pts"].notna() & ~out["is_baseline"]
     beyond[known] = out.loc[known, "delta_map50_95_pts"].abs() > spread[known]
     out["map50_95_beyond_spread"] = beyond
     return out

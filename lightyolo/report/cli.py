@@ -24,7 +24,7 @@ from lightyolo.report.aggregate import (
     aggregate_variants,
     included_runs,
 )
-from lightyolo.report.collect import ReportError, newest_experiment, read_runs
+from lightyolo.report.collect import ReportError, UsageError, newest_experiment, read_runs
 from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
 
@@ -64,17 +64,17 @@ class ReportFiles:
 
 
 def parse_options(argv: Sequence[str]) -> ReportOptions:
-    """key=value arguments → ReportOptions; ReportError naming the bad argument otherwise."""
-    valid = [f.name for f in fields(ReportOptions)]
+    """key=value arguments → ReportOptions; UsageError naming the bad argument otherwise."""
+    valid = ", ".join(f.name for f in fields(ReportOptions))
     values: dict[str, str] = {}
     for argument in argv:
         key, sep, value = argument.partition("=")
         if not sep:
-            raise ReportError(f"argument {argument!r}: expected key=value (valid keys: {', '.join(valid)})")
-        if key not in valid:
-            raise ReportError(f"unknown key {key!r} (valid keys: {', '.join(valid)})")
+            raise UsageError(f"argument {argument!r}: expected key=value (valid keys: {valid})")
+        if key not in valid.split(", "):
+            raise UsageError(f"unknown key {key!r} (valid keys: {valid})")
         if not value:
-            raise ReportError(f"{key}= is empty: give a value")
+            raise UsageError(f"{key}= is empty: give a value")
         values[key] = value
     return ReportOptions(**values)
 
@@ -86,7 +86,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
     try:
         baseline = Baseline.parse(options.baseline)
     except ValueError as err:
-        raise ReportError(str(err)) from err
+        raise UsageError(str(err)) from err
     uri = options.tracking_uri or tracking.default_tracking_uri(cwd)
     experiment = options.experiment or newest_experiment(uri)
     runs = read_runs(uri, experiment)
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = write_report(parse_options(argv))
     except ReportError as err:
         print(f"lightyolo.report: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, UsageError) else 1
     print(f"report of experiment {files.experiment!r} written to {files.directory}:")
     for path in files.all():
         print(f"  {path}")

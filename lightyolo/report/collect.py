@@ -66,6 +66,10 @@ class ReportError(Exception):
     """A condition the report explains in one line (no store, no runs, bad argument)."""
 
 
+class UsageError(ReportError):
+    """A bad command-line argument (exit status 2, like argparse)."""
+
+
 def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The runs of `experiment` as `runs_table` rows; raises ReportError when unreadable."""
     db = tracking.sqlite_path(tracking_uri)

@@ -37,7 +37,7 @@ def tradeoff_plots(variants: pd.DataFrame, out_dir: Path) -> list[Path]:
             if plotted.empty:
                 continue
             path = out_dir / f"{stem}{suffix}.png"
-            title = f"{dataset}: mAP50-95 vs {label}"
+            title = f"{dataset}: mAP50-95 vs {label}{_device_note(plotted, cost)}"
             _save(_tradeoff_figure(plotted, cost, label, flag, title), path)
             paths.append(path)
     return paths
@@ -64,9 +64,9 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.errorbar(x[~optimal], y[~optimal], xerr=xerr[~optimal], yerr=yerr[~optimal], fmt="o",
-                  color="tab:gray", ecolor="lightgray", capsize=3, label="variant")
+                  color="tab:gray", ecolor="darkgray", capsize=3, label="variant")
     axes.errorbar(x[optimal], y[optimal], xerr=xerr[optimal], yerr=yerr[optimal], fmt="o",
-                  color="tab:red", ecolor="mistyrose", capsize=3, label="Pareto-optimal")
+                  color="tab:red", ecolor="lightcoral", capsize=3, label="Pareto-optimal")
     order = np.argsort(x[optimal])
     # A staircase: each optimal point holds its mAP until a costlier one improves on it.
     axes.step(x[optimal][order], y[optimal][order], where="post", color="tab:red",
@@ -75,12 +75,19 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
         axes.annotate(text, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
     axes.set_xlabel(label)
     axes.set_ylabel("mAP50-95 (points)")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(title + "\nerror bars: ±1 std over seeds", fontsize=10)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="best")
     axes.margins(x=0.15, y=0.15)
     figure.tight_layout()
     return figure
+
+
+def _device_note(rows: pd.DataFrame, cost: str) -> str:
+    if cost != "latency_ms":
+        return ""
+    devices = sorted({d for d in rows["latency_device"].dropna().astype(str) if d})
+    return f" on {', '.join(devices)}" if devices else ""
 
 
 def _save(figure: Figure, path: Path) -> None:

@@ -12,14 +12,16 @@ from pathlib import Path
 import pandas as pd
 
 from lightyolo.report.aggregate import POINTS, Baseline, one_factor_rows
-from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS
+from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS, UNKNOWN
 
 FLOPS_CONVENTION = (
     "2 × multiply-accumulates of the convolutions and linear layers with BatchNorm folded "
     "(thop), plus Involution's aggregation (K²·C·H·W multiply-adds), at the run's image size "
     "(references.md)"
 )
-SPREAD_RULE = "|ΔmAP| > std(variant) + std(baseline), i.e. the ±1 std bars over seeds do not overlap"
+SPREAD_RULE = (
+    "|ΔmAP| > std(variant) + std(baseline), i.e. the ±1 std bars over seeds do not overlap"
+)
 DASH = "—"
 ERROR_CHARS = 120
 
@@ -86,7 +88,9 @@ def conventions_block(
     if len(unfinished) or len(partly_failed):
         lines += ["", "### Failed and missing cells", ""]
         header = ["backbone", "neck", "operator", "scale", "img", "dataset", "status", "error"]
-        rows = [[*_coordinates(v), v["status"], _short(v["error"])] for _, v in unfinished.iterrows()]
+        rows = [
+            [*_coordinates(v), v["status"], _short(v["error"])] for _, v in unfinished.iterrows()
+        ]
         rows += [
             [*_coordinates(r), f"seed {r['seed']} failed", _short(r["error"])]
             for _, r in partly_failed.iterrows()
@@ -110,7 +114,8 @@ def _failed_runs_of_completed(runs: pd.DataFrame, variants: pd.DataFrame) -> set
 
 
 def _coordinates(row: pd.Series) -> list[str]:
-    return [str(row[k]) for k in ("backbone", "neck", "operator", "scale", "img_size", "dataset")]
+    keys = ("backbone", "neck", "operator", "scale", "img_size", "dataset")
+    return [UNKNOWN if pd.isna(row[k]) else str(row[k]) for k in keys]
 
 
 def _short(error: object) -> str:

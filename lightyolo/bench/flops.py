@@ -28,13 +28,13 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 with warnings.catch_warnings():
     # thop 0.1.1 compares torch versions with distutils' deprecated LooseVersion at import.
     warnings.simplefilter("ignore", DeprecationWarning)
     import thop
     from thop.profile import register_hooks as THOP_RULES
-from torch.utils.flop_counter import FlopCounterMode
 
 from lightyolo.models.layers import Conv
 

@@ -213,3 +213,37 @@ def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, 
     """(step, value) pairs of one metric of one run, by step."""
     history = _client(tracking_uri).get_metric_history(run_id, key)
     return sorted((m.step, m.value) for m in history)
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """What resume needs to know of an earlier run of the same cell."""
+
+    run_id: str
+    mlflow_status: str  # RUNNING (cut off, or still going), FINISHED, FAILED, KILLED
+    status: str  # the `status` tag: completed / failed / resumed / running
+    output_dir: str | None
+    start_time: int
+
+
+def runs_with_hash(tracking_uri: str, experiment: str, config_hash: str) -> list[PastRun]:
+    """Runs of `experiment` tagged with `config_hash`, newest first ([] if none)."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.config_hash = '{config_hash}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        PastRun(
+            run.info.run_id,
+            run.info.status,
+            run.data.tags.get(STATUS_TAG, ""),
+            run.data.tags.get("output_dir"),
+            run.info.start_time,
+        )
+        for run in found
+    ]

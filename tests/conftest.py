@@ -1,0 +1,50 @@
+"""Shared fixtures: composing the real Hydra config, and paths to ../shared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+SHARED = REPO.parent / "shared"
+COCO128 = SHARED / "data" / "coco128"
+YOLOV5N_WEIGHTS = SHARED / "weights" / "yolov5n.state_dict.pt"
+
+
+def compose_config(overrides: list[str], config_dir: Path = CONF_DIR, name: str = "config") -> DictConfig:
+    """The config `python -m lightyolo.run <overrides>` would run, Hydra node included."""
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        return compose(name, overrides=overrides, return_hydra_config=True)
+
+
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """A run that takes seconds: a few tiny synthetic images, one epoch, a short benchmark."""
+    return [
+        f"dataset.root={tmp_path / 'shapes'}",
+        "dataset.num_train=16",
+        "dataset.num_val=8",
+        "dataset.image_size=96",
+        "train.img_size=64",
+        "train.batch_size=8",
+        "train.epochs=1",
+        "train.workers=0",
+        "eval.batch_size=8",
+        "bench.warmup=1",
+        "bench.iters=2",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """compose_config with the tiny budget, plus any extra overrides."""
+
+    def make(*extra: str) -> DictConfig:
+        return compose_config(tiny_overrides(tmp_path) + list(extra))
+
+    return make

@@ -3,6 +3,8 @@ and `hydra.utils.instantiate(cfg.dataset)` returns a `DatasetSpec`.
 
 - `yolo_dataset`: a YOLO-format folder (YOLOv5's layout, e.g. the shared coco128).
 - `shapes_dataset`: the synthetic shapes set, generated and cached on first use.
+- `coco_dataset`: an image folder + COCO json per split (COCO 2017 itself, or any
+  COCO-format dataset); evaluation then scores against the val json itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from lightyolo.data.coco_json import DEFAULT_CACHE_DIR, read_coco_json, restrict_ground_truth
 from lightyolo.data.records import DatasetSpec
 from lightyolo.data.shapes import SHAPE_NAMES, ensure_shapes_dataset
 from lightyolo.data.yolo_format import read_yolo_split
@@ -59,6 +62,53 @@ def shapes_dataset(root: str = "~/.cache/lightyolo/shapes", num_train: int = 400
     return yolo_dataset(str(folder), train={"images": "images/train", "labels": "labels/train"},
                         val={"images": "images/val", "labels": "labels/val"},
                         names=list(SHAPE_NAMES), name=name)
+
+
+def coco_dataset(root: str, train: Mapping[str, str], val: Mapping[str, str], name: str = "coco",
+                 limit: int | None = None, cache_dir: str | None = str(DEFAULT_CACHE_DIR)) -> DatasetSpec:
+    """DatasetSpec of a COCO-json dataset.
+
+    `train` / `val` hold `images` (a directory) and `annotations` (a COCO json), relative to
+    `root` (itself relative to the current directory, `~` expanded). Class names and
+    `category_ids` come from the train json's categories (sorted by id; the val json must
+    have the same); `val_coco_gt` is the val json's own ground truth for the images kept.
+    `limit` keeps the first N images (by file name) of each split, GT included: for smoke
+    tests. `cache_dir` holds the parse cache of big jsons (null: parse every time).
+    """
+    root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        raise FileNotFoundError(f"dataset.root: {root_path} is not a directory (cwd {Path.cwd()})")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"dataset.limit: expected null or a positive integer, got {limit!r}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else None
+    splits, categories, issues, val_gt = {}, {}, Counter(), None
+    for split, paths in (("train", train), ("val", val)):
+        if not isinstance(paths, Mapping) or not {"images", "annotations"} <= set(paths):
+            raise ValueError(f"dataset.{split}: expected a mapping with keys 'images' and 'annotations', got {paths!r}")
+        records, names, category_ids, gt, split_issues = read_coco_json(
+            root_path / paths["images"], root_path / paths["annotations"], cache_dir=cache,
+            ground_truth=split == "val",
+        )
+        if not records:
+            raise ValueError(f"dataset.{split}: no images of {root_path / paths['annotations']} found in "
+                             f"{root_path / paths['images']}")
+        if limit is not None and len(records) > limit:
+            records = records[:limit]
+            if gt is not None:
+                gt = restrict_ground_truth(gt, {record.image_id for record in records})
+        splits[split], categories[split] = records, (names, category_ids)
+        if split == "val":
+            val_gt = gt
+        issues.update({f"{split}/{key}": count for key, count in split_issues.items()})
+    if categories["train"] != categories["val"]:
+        raise ValueError(f"dataset.val.annotations: its categories differ from dataset.train.annotations' "
+                         f"({len(categories['val'][1])} vs {len(categories['train'][1])} categories); "
+                         "both splits must share one class list")
+    if issues:
+        log.info("dataset %s: %s", name, dict(issues))
+    names, category_ids = categories["train"]
+    return DatasetSpec(name=name, names=names, train=splits["train"], val=splits["val"],
+                       category_ids=category_ids, val_coco_gt=val_gt, issues=dict(issues))
 
 
 def read_class_names(data_yaml: Path) -> list[str]:

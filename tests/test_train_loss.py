@@ -216,8 +216,8 @@ def test_loss_decreases_when_training_the_n_model_on_a_tiny_batch(one_thread):
         scale="n",
         nc=3,
     ).train()
-    # At batch 2 the YOLOv5 loss moves slowly (about 0.78× after 20 steps, 0.62× over the last 5 of 40), so 40 steps
-    # give the signal a clear margin.
+    # At batch 2 the YOLOv5 loss moves slowly (0.78× after 20 steps, 0.62× averaged over
+    # the last 5 of 40), so 40 steps give the signal a clear margin.
     loss = YoloLoss(model.head, img_size=128)
     images = torch.rand(2, 3, 128, 128)
     targets = torch.tensor(

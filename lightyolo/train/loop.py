@@ -192,6 +192,10 @@ def train(
                     {"model": ema.ema.state_dict(), "epoch": epoch, "fitness": score},
                     checkpoint_dir / BEST,
                 )
+        result.history.append(report)
+        # Logged before last.pt is written: a run cut in between repeats this epoch on
+        # resume (one step logged twice) rather than losing it.
+        on_epoch_end(report)
         save_checkpoint(
             {
                 "model": model.state_dict(),
@@ -212,8 +216,6 @@ def train(
             f", val mAP50 {report.val['map50']:.3f} mAP50-95 {report.val['map50_95']:.3f}"
             if report.val else "",
         )
-        result.history.append(report)
-        on_epoch_end(report)
     result.ema = ema.ema
     return result
 

@@ -116,12 +116,13 @@ def test_defects_are_warned_counted_and_nothing_else_is_lost(tmp_path, caplog):
         _annotation(7, 1, 1, [10, float("nan"), 5, 5]),   # NaN
         _annotation(8, 2, 1, [1, 1, 4, 4]),               # on the image whose file is missing
         _annotation(9, 3, 3, [40, 30, 10, 10]),           # good, on the third image
+        {**_annotation(10, 1, 1, [1, 1, 4, 4]), "image_id": [1]},  # an image id that is not an id
     ]
     images, json_path = _small_dataset(tmp_path, annotations, missing_file=2)
     with caplog.at_level(logging.WARNING):
         records, names, category_ids, gt, issues = read_coco_json(images, json_path, cache_dir=None)
-    assert issues == {"unknown_image_id": 1, "unknown_category_id": 1, "malformed_bbox": 3, "missing_image_file": 1}
-    for named in ("annotation 3: image_id 7", "annotation 4 (image 1): category_id 2",
+    assert issues == {"unknown_image_id": 2, "unknown_category_id": 1, "malformed_bbox": 3, "missing_image_file": 1}
+    for named in ("annotation 3: image_id 7", "annotation 10: image_id [1]", "annotation 4 (image 1): category_id 2",
                   "annotation 5 (image 1): bbox [10, 10, 20]", "annotation 6 (image 1)", "annotation 7 (image 1)",
                   "image 2: file", "b.jpg not found"):
         assert named in caplog.text, named

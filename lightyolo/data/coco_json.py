@@ -276,14 +276,15 @@ def _annotations(annotations: list, image_index: dict[int, int], class_of: dict[
             report(MALFORMED_BBOX, f"annotation {annotation!r}: not an object; skipped")
             continue
         ann_id = annotation.get("id")
-        image = image_index.get(annotation.get("image_id"))
+        image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
+        image = image_index.get(image_id) if _is_int(image_id) else None
         if image is None:
-            report(UNKNOWN_IMAGE_ID, f"annotation {ann_id}: image_id {annotation.get('image_id')!r} is not in 'images'; skipped")
+            report(UNKNOWN_IMAGE_ID, f"annotation {ann_id}: image_id {image_id!r} is not in 'images'; skipped")
             continue
-        cls = class_of.get(annotation.get("category_id"))
+        cls = class_of.get(category_id) if _is_int(category_id) else None
         if cls is None:
             report(UNKNOWN_CATEGORY_ID, f"annotation {ann_id} (image {annotation['image_id']}): "
-                                        f"category_id {annotation.get('category_id')!r} is not in 'categories'; skipped")
+                                        f"category_id {category_id!r} is not in 'categories'; skipped")
             continue
         bbox = annotation.get("bbox")
         if not _valid_bbox(bbox):

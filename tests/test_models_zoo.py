@@ -12,7 +12,6 @@ import math
 import shutil
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ import torch
 from PIL import Image
 
 from lightyolo.models.__main__ import main
-from lightyolo.models.detector import Detector
 from lightyolo.models.zoo import Cell, build_cell, discover_cells, format_table
 from lightyolo.train.loss import YoloLoss
 from lightyolo.train.optim import build_optimizer
@@ -51,11 +49,6 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-@cache
-def eval_model(cell: Cell, scale: str) -> Detector:
-    return build_cell(cell, scale, NC).eval()
-
-
 def test_the_grid_is_4_backbones_by_2_necks_by_2_operators() -> None:
     assert len(CELLS) == 16
     assert {cell.names[0] for cell in CELLS} == {"c3", "ghost", "shufflenetv2", "mobilenetv3"}
@@ -66,7 +59,7 @@ def test_the_grid_is_4_backbones_by_2_necks_by_2_operators() -> None:
 @pytest.mark.parametrize("scale", ["n", "s"])
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_eval_forward_gives_85_channel_maps_at_strides_8_16_32(cell: Cell, scale: str) -> None:
-    model = eval_model(cell, scale)
+    model = build_cell(cell, scale, NC).eval()
     for height, width in EVAL_SIZES:
         with torch.inference_mode():
             decoded, raw = model(torch.zeros(1, 3, height, width))
@@ -226,6 +219,6 @@ def test_markdown_table_has_a_header_and_one_line_per_row() -> None:
     lines = format_table([row, {**row, "neck": "slim"}], "markdown").splitlines()
     assert len(lines) == 4
     assert lines[0].startswith("| backbone | neck | operator | params (M) | GFLOPs |")
-    assert lines[2] == "| c3 | pan | conv | 1.872 | 4.47 | — | 1.046 | 0.711 | 0.115 | 8/16/32 |"
+    assert lines[2] == "| c3 | pan | conv | 1.872 | 4.470 | — | 1.046 | 0.711 | 0.115 | 8/16/32 |"
     with pytest.raises(ValueError, match="format: expected one of"):
         format_table([row], "html")  # type: ignore[arg-type]

@@ -155,7 +155,14 @@ def format_table(rows: list[dict[str, Any]], fmt: TableFormat = "markdown") -> s
             "|" + "---|" * len(MARKDOWN_COLUMNS),
         ]
         for row in rows:
-            cells = ("—" if row.get(key) is None else str(row[key]) for key, _ in MARKDOWN_COLUMNS)
+            cells = (_markdown_cell(row.get(key)) for key, _ in MARKDOWN_COLUMNS)
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     raise ValueError(f"format: expected one of {TABLE_FORMATS}, got {fmt!r}")
+
+
+def _markdown_cell(value: Any) -> str:
+    # Three decimals everywhere, so the millions and GFLOPs columns line up.
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 GROUPS = ("backbone", "neck", "operator", "dataset")
 # Keys that say where or how a run executes, not what it computes (excluded from the hash).
-EXECUTION_KEYS = ("hydra", "mlflow", "experiment", "rerun", "dataset.root", "train.workers")
+EXECUTION_KEYS = (
+    "hydra", "mlflow", "experiment", "rerun", "dataset.root", "dataset.cache_dir", "train.workers",
+)
 
 
 @dataclass
@@ -190,7 +192,7 @@ def _run_cell(
 
     spec: DatasetSpec = instantiate(cfg.dataset)
     if spec.issues:
-        log.warning("dataset %s: reported and skipped %s", spec.name, dict(spec.issues))
+        log.info("dataset %s: the readers counted %s", spec.name, dict(spec.issues))
         tracker.set_tags({"data_issues": json.dumps(dict(spec.issues))})
     model = build_detector(
         cfg.backbone, cfg.neck, cfg.operator, scale=cfg.model.scale, nc=spec.nc
@@ -268,7 +270,8 @@ def _evaluator(cfg: DictConfig, spec: DatasetSpec, model: Detector, device: torc
         result = evaluate(
             candidate, loader, coco_gt=coco_gt, category_ids=spec.category_ids,
             conf_thres=cfg.eval.conf_thres, iou_thres=cfg.eval.iou_thres,
-            max_det=cfg.eval.max_det, device=device, amp=bool(cfg.train.amp),
+            max_det=cfg.eval.max_det, device=device,
+            amp=bool(cfg.train.amp) and device.type == "cuda",  # CPU autocast is bfloat16
         )
         return result.metrics, result
 

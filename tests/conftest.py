@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+# One intra-op thread per process, for this process and the sweeps it starts (set before any
+# test module imports torch): the models under test are tiny, and two processes each spinning
+# two OpenMP threads on a 2-core machine stall each other for seconds. OMP_NUM_THREADS overrides.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"

@@ -38,8 +38,6 @@ def parity_overrides(img_size: int, tracking_uri: str, eval_batch: int) -> list[
         f"train.img_size={img_size}", f"eval.batch_size={eval_batch}", "train.workers=0",
         "bench.warmup=1", "bench.iters=3", f"mlflow.tracking_uri={tracking_uri}",
         "experiment=parity",
-        # the pipeline's evaluator autocasts whenever train.amp is set, on CPU to bfloat16
-        "train.amp=false",
     ]
 
 

@@ -230,6 +230,7 @@ def _run_cell(
         "latency_ms": latency.median_ms,
         "latency_p90_ms": latency.p90_ms,
         "fps": latency.fps,
+        "eval_seconds": final.seconds,
         **train_metrics,
     }
     tracker.log_metrics(metrics)

@@ -85,7 +85,8 @@ def train(
     best epoch). `resume` is a loaded `last.pt`; `extra_state` is stored in every
     checkpoint (e.g. the MLflow run id) for whoever resumes it.
     """
-    model.to(device)
+    # channels_last: ~10 % faster convolutions forward and backward on CPU (and with AMP on GPU).
+    model.to(device, memory_format=torch.channels_last)
     head = model.head
     loss_fn = YoloLoss(
         head,
@@ -150,7 +151,7 @@ def train(
                     warmup_momentum=cfg.warmup_momentum,
                     warmup_bias_lr=cfg.warmup_bias_lr,
                 )
-            imgs = imgs.to(device, non_blocking=True).float() / 255
+            imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last).float() / 255
             with torch.autocast(device.type, enabled=use_amp):
                 loss, items = loss_fn(model(imgs), targets.to(device))
             if not torch.isfinite(loss):

@@ -15,28 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightyolo.models.blocks import C3, SPPF
-from lightyolo.models.layers import Conv, scale_depth, scale_width
+from lightyolo.models.backbones.c3 import C3Backbone
+from lightyolo.models.blocks import C3
+from lightyolo.models.layers import Conv
 from lightyolo.models.operators import SpatialOperator
 
 # The cheap depthwise op that makes the "ghost" half of GhostConv's output (yolov5's choice).
 GHOST_KERNEL = 5
-
-# yolov5s-ghost.yaml backbone at width/depth 1.0.
-# stem: Conv(out, k, s, padding)
-STEM = (64, 6, 2, 2)
-# stage: GhostConv(out, k, s) downsampler, then C3Ghost(out) with `repeats` bottlenecks
-#   out,  k, s, repeats
-STAGES = (
-    (128, 3, 2, 3),  # P2/4
-    (256, 3, 2, 6),  # P3/8   tap
-    (512, 3, 2, 9),  # P4/16  tap
-    (1024, 3, 2, 3),  # P5/32 (tap after SPPF)
-)
-SPPF_OUT, SPPF_KERNEL = 1024, 5
-# Stages whose output is a tap; the P5 tap is the SPPF output.
-TAPPED_STAGES = (1, 2)
-
 
 class GhostConv(nn.Module):
     """Conv k×k stride s to half the channels, plus a cheap depthwise 5×5 of that half; concat.
@@ -130,48 +115,14 @@ class C3Ghost(C3):
         )
 
 
-class GhostBackbone(nn.Module):
-    """Image → [P3/8, P4/16, P5/32] feature maps of the yolov5s-ghost backbone."""
+class GhostBackbone(C3Backbone):
+    """Image → [P3/8, P4/16, P5/32] feature maps of the yolov5s-ghost backbone: the C3
+    backbone's layout, taps and stem, with GhostConv downsamplers and C3Ghost blocks."""
 
-    strides = (8, 16, 32)
+    def down_layer(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, operator: SpatialOperator
+    ) -> nn.Module:
+        return GhostConv(in_channels, out_channels, operator, kernel_size, stride)
 
-    def __init__(
-        self,
-        width_multiple: float,
-        depth_multiple: float,
-        operator: SpatialOperator,
-        in_channels: int = 3,
-    ) -> None:
-        super().__init__()
-        stem_out, stem_k, stem_s, stem_p = STEM
-        channels = scale_width(stem_out, width_multiple)
-        self.stem = Conv(in_channels, channels, stem_k, stem_s, stem_p)
-
-        stages = []
-        tap_channels = []
-        for index, (base_out, kernel, stride, repeats) in enumerate(STAGES):
-            out = scale_width(base_out, width_multiple)
-            stages.append(
-                nn.Sequential(
-                    GhostConv(channels, out, operator, kernel, stride),
-                    C3Ghost(out, out, scale_depth(repeats, depth_multiple), operator),
-                )
-            )
-            channels = out
-            if index in TAPPED_STAGES:
-                tap_channels.append(out)
-        self.stages = nn.ModuleList(stages)
-
-        sppf_out = scale_width(SPPF_OUT, width_multiple)
-        self.sppf = SPPF(channels, sppf_out, SPPF_KERNEL)
-        self.out_channels: tuple[int, int, int] = (*tap_channels, sppf_out)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        taps = []
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
-            if index in TAPPED_STAGES:
-                taps.append(x)
-        taps.append(self.sppf(x))
-        return taps
+    def csp_layer(self, in_channels: int, out_channels: int, repeats: int, operator: SpatialOperator) -> nn.Module:
+        return C3Ghost(in_channels, out_channels, repeats, operator)

@@ -12,6 +12,7 @@ import logging
 import random
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.tracking import PastRun, RunTracker, default_tracking_uri, flatten, runs_with_hash
 from lightyolo.train.checkpoint import BEST, LAST, load_checkpoint
-from lightyolo.train.loop import EpochReport, train
+from lightyolo.train.loop import EpochReport, TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,9 @@ def _run_cell(
     return metrics
 
 
-def _evaluator(cfg: DictConfig, spec: DatasetSpec, model: Detector, device: torch.device):
+def _evaluator(
+    cfg: DictConfig, spec: DatasetSpec, model: Detector, device: torch.device
+) -> Callable[[torch.nn.Module], tuple[dict[str, float], EvalResult]]:
     """A function evaluating any model (the EMA during training) on the val split."""
     stride = int(model.stride.max())
     dataset = DetectionDataset(
@@ -279,7 +282,17 @@ def _evaluator(cfg: DictConfig, spec: DatasetSpec, model: Detector, device: torc
     return evaluate_model
 
 
-def _train(cfg, spec, model, device, tracker, evaluate_model, weights_dir, resume):
+def _train(
+    cfg: DictConfig,
+    spec: DatasetSpec,
+    model: Detector,
+    device: torch.device,
+    tracker: RunTracker,
+    evaluate_model: Callable[[torch.nn.Module], tuple[dict[str, float], EvalResult]],
+    weights_dir: Path,
+    resume: dict[str, Any] | None,
+) -> TrainResult:
+    """Train on the train split, logging each epoch's losses, lr and val mAP to MLflow."""
     dataset = DetectionDataset(
         spec.train, cfg.train.img_size, augment=True,
         hyp=AugmentHyp(**OmegaConf.to_container(cfg.train.augment)),

@@ -88,7 +88,8 @@ def test_boxes_are_tight_around_the_visible_object():
 
 
 def test_default_yaml_instantiates_a_shapes_spec(tmp_path):
-    cfg = OmegaConf.load(REPO / "conf" / "dataset" / "shapes.yaml")
+    # A global-package yaml: the dataset node sits beside the training recipe it carries.
+    cfg = OmegaConf.load(REPO / "conf" / "dataset" / "shapes.yaml").dataset
     assert {"root", "name"} <= set(cfg)
     cfg.root, cfg.num_train, cfg.num_val, cfg.image_size = str(tmp_path), 4, 2, 64
     spec = instantiate(cfg)

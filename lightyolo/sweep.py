@@ -96,10 +96,11 @@ def _job_order(name: str) -> tuple[int, str]:
 
 def summary_table(results: list[CellResult], expected: int) -> str:
     """The end-of-sweep table: cell, status, mAP50-95, time (and the error of failures)."""
-    lines = [f"{'cell':<32} {'status':<10} {'mAP50-95':>9} {'time':>8}"]
+    width = max([len("cell"), *(len(r.cell) for r in results)])
+    lines = [f"{'cell':<{width}} {'status':<10} {'mAP50-95':>9} {'time':>8}"]
     for r in results:
         score = f"{r.map50_95:.4f}" if r.map50_95 is not None else "-"
-        lines.append(f"{r.cell:<32} {r.status:<10} {score:>9} {_duration(r.seconds):>8}")
+        lines.append(f"{r.cell:<{width}} {r.status:<10} {score:>9} {_duration(r.seconds):>8}")
         if r.error:
             lines.append(f"    error: {r.error.splitlines()[0][:200]}")
     missing = expected - len(results)

@@ -108,7 +108,7 @@ def test_detect_decodes_cell_centres_and_anchor_sizes_in_level_anchor_y_x_order(
     with torch.inference_mode():
         pred, _ = head(maps)
     assert pred.shape == (1, 3 * (96 + 24 + 6), 7)
-    level, anchor, y, x = 1, 2, 3, 5  # P4: 4×6 cells
+    anchor, y, x = 2, 3, 5  # on level 1 (P4: 4×6 cells), after the 3·96 rows of P3
     row = 3 * 96 + anchor * 24 + y * 6 + x
     assert pred[0, row].tolist() == pytest.approx([(x + 0.5) * 16, (y + 0.5) * 16, 59, 119, 0.5, 0.5, 0.5])
 

@@ -40,15 +40,6 @@ TRAIN_STEPS = 12
 TRAIN_LR = 0.1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: these models are tiny and the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_the_grid_is_4_backbones_by_2_necks_by_2_operators() -> None:
     assert len(CELLS) == 16
     assert {cell.names[0] for cell in CELLS} == {"c3", "ghost", "shufflenetv2", "mobilenetv3"}

@@ -17,7 +17,7 @@ from lightyolo.models.backbones.ghost import GhostBackbone, GhostBottleneck
 from lightyolo.models.backbones.mobilenetv3 import MobileNetV3Backbone
 from lightyolo.models.backbones.shufflenetv2 import ShuffleNetV2Backbone
 from lightyolo.models.detector import build_detector
-from lightyolo.models.operators import ConvOperator
+from lightyolo.models.operators.conv import ConvOperator
 
 CONF_BACKBONE = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lightyolo.bench.flops import flop_counter_gflops, gflops
-from lightyolo.models.involution import (
+from lightyolo.models.operators.involution import (
     Involution,
     InvolutionAggregation,
     InvolutionOperator,

@@ -12,9 +12,9 @@ from torch import nn
 
 from lightyolo.bench.flops import gflops
 from lightyolo.models.detector import build_detector, part_parameter_counts
-from lightyolo.models.involution import Involution, InvolutionOperator
+from lightyolo.models.operators.involution import Involution, InvolutionOperator
 from lightyolo.models.necks.slim import GSBottleneck, GSConv, SlimNeck, VoVGSCSP, interleave_halves
-from lightyolo.models.operators import ConvOperator
+from lightyolo.models.operators.conv import ConvOperator
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -13,7 +13,7 @@ from lightyolo.models.backbones.c3 import C3Backbone
 from lightyolo.models.detector import SCALES, Detector, build_detector
 from lightyolo.models.head import Detect
 from lightyolo.models.necks.pan import PANNeck
-from lightyolo.models.operators import ConvOperator
+from lightyolo.models.operators.conv import ConvOperator
 from lightyolo.models.weights import load_weights
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The spatial operator seam (design.md, "Models").
+"""The spatial operator seam (design.md, "Models"); one module per `conf/operator/*.yaml`.
 
 Wherever a block applies a k×k stride-1 spatial op whose input and output channel counts
 are equal (a YOLOv5 bottleneck's 3×3, the depthwise convs of Ghost / ShuffleNetV2 /
@@ -17,8 +17,6 @@ from typing import Protocol
 
 from torch import nn
 
-from lightyolo.models.layers import Conv
-
 
 class SpatialOperator(Protocol):
     """Builds the C→C stride-1 spatial op of a block."""
@@ -26,16 +24,3 @@ class SpatialOperator(Protocol):
     def __call__(
         self, channels: int, kernel_size: int, *, depthwise: bool, act: bool | nn.Module = True
     ) -> nn.Module: ...
-
-
-class ConvOperator:
-    """The block's own convolution: Conv k×k (dense or depthwise) → BN → act."""
-
-    def __call__(
-        self, channels: int, kernel_size: int, *, depthwise: bool, act: bool | nn.Module = True
-    ) -> nn.Module:
-        groups = channels if depthwise else 1
-        return Conv(channels, channels, kernel_size, 1, groups=groups, act=act)
-
-    def __repr__(self) -> str:
-        return "ConvOperator()"

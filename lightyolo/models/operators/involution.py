@@ -180,7 +180,7 @@ class Involution(nn.Module):
 
 
 class InvolutionOperator:
-    """The SpatialOperator (lightyolo/models/operators.py) that gives Involution → BN → act.
+    """The SpatialOperator (lightyolo/models/operators/__init__.py) that gives Involution → BN → act.
 
     The block's kernel_size and depthwise arguments are ignored: every site gets RedNet's
     K×K involution (7×7 by default), which is already per-group rather than dense.

@@ -23,6 +23,7 @@ from lightyolo.data.dataset import AugmentHyp, DetectionDataset
 from lightyolo.data.loader import build_dataloader
 from lightyolo.models.detector import build_detector
 from lightyolo.train.loop import train
+from lightyolo.train.settings import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         result = train(
-            model, loader, cfg=cfg.train, device=torch.device("cpu"), seed=0,
+            model, loader, settings=TrainSettings.from_config(cfg.train), device=torch.device("cpu"), seed=0,
             checkpoint_dir=Path(tmp), evaluate=no_eval, on_epoch_end=lambda report: None,
         )
     for report in result.history:

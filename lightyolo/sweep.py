@@ -5,7 +5,8 @@ machine; submitit: on SLURM, or `submitit_local` here). Each cell writes
 `<sweep dir>/<job>/cell_result.json` whatever happens to it; `SweepCallback` — configured in
 `conf/config.yaml` under `hydra.callbacks` — prepares the MLflow experiment before any job
 starts, and at the end reads those files back, prints the summary table and records whether
-any cell failed, so that `python -m lightyolo.run -m …` exits non-zero.
+any cell failed (`cell_result.record_sweep_failures`), so that `python -m lightyolo.run -m …`
+exits non-zero.
 
 `python -m lightyolo.sweep NAME [overrides]` is short for
 `python -m lightyolo.run -m -cd <repo>/sweeps -cn NAME [overrides]`.
@@ -13,13 +14,11 @@ any cell failed, so that `python -m lightyolo.run -m …` exits non-zero.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +26,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lightyolo.tracking import default_tracking_uri, ensure_experiment
+from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
+from lightyolo.configs import sweep_names, sweeps_dir
+from lightyolo.settings import tracking_uri
+from lightyolo.tracking import ensure_experiment
 
 log = logging.getLogger(__name__)
 
-SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-RESULT_FILE = "cell_result.json"
 # Set by the launching process for its jobs (inherited by joblib/submitit workers).
 ENV_CELLS = "LIGHTYOLO_SWEEP_CELLS"
 ENV_START = "LIGHTYOLO_SWEEP_START"
-
-# Failed (or vanished) cells of the last sweep this process launched; read by run.cli.
-last_sweep_failures: int = 0
-
-
-@dataclass
-class CellResult:
-    cell: str
-    status: str  # completed / skipped / failed
-    map50_95: float | None
-    seconds: float
-    run_id: str | None = None
-    error: str | None = None
-
-    def write(self, job_dir: Path) -> None:
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / RESULT_FILE).write_text(json.dumps(asdict(self)))
 
 
 def count_cells(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> int:
@@ -83,17 +66,6 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def read_results(sweep_dir: Path) -> list[CellResult]:
-    results = []
-    for path in sorted(sweep_dir.glob(f"*/{RESULT_FILE}"), key=lambda p: _job_order(p.parent.name)):
-        results.append(CellResult(**json.loads(path.read_text())))
-    return results
-
-
-def _job_order(name: str) -> tuple[int, str]:
-    return (int(name), name) if name.isdigit() else (sys.maxsize, name)
-
-
 def summary_table(results: list[CellResult], expected: int) -> str:
     """The end-of-sweep table: cell, status, mAP50-95, time (and the error of failures)."""
     width = max([len("cell"), *(len(r.cell) for r in results)])
@@ -119,7 +91,7 @@ class SweepCallback(Callback):
         os.environ[ENV_CELLS] = str(cells)
         os.environ[ENV_START] = str(time.time())
         # Created once here, before parallel jobs could race to create it.
-        uri = config.mlflow.tracking_uri or default_tracking_uri(config.hydra.runtime.cwd)
+        uri = tracking_uri(config.mlflow.tracking_uri, config.hydra.runtime.cwd)
         ensure_experiment(uri, config.experiment)
         log.info("sweep of %d cells into %s, MLflow experiment %r", cells, config.hydra.sweep.dir, config.experiment)
 
@@ -135,29 +107,27 @@ class SweepCallback(Callback):
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_sweep_failures
         expected = int(os.environ.get(ENV_CELLS, "0"))
         results = read_results(Path(config.hydra.sweep.dir))
         failed = sum(r.status == "failed" for r in results) + max(expected - len(results), 0)
-        last_sweep_failures = failed
+        record_sweep_failures(failed)
         print(f"\nsweep {config.hydra.sweep.dir}: {len(results) - failed}/{expected} cells ok")
         print(summary_table(results, expected), flush=True)
 
 
 def main() -> None:
     """`python -m lightyolo.sweep NAME [overrides]`."""
-    from lightyolo.run import cli
+    from lightyolo.run import cli  # the one CLI; run.py never imports this module
 
+    names = ", ".join(sweep_names())
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
-        names = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
         print(f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}", file=sys.stderr)
         raise SystemExit(2)
     name, overrides = sys.argv[1], sys.argv[2:]
-    if not (SWEEPS_DIR / f"{name}.yaml").exists():
-        names = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
-        print(f"error: no sweep {name!r} in {SWEEPS_DIR}; sweeps: {names}", file=sys.stderr)
+    if name not in sweep_names():
+        print(f"error: no sweep {name!r} in {sweeps_dir()}; sweeps: {names}", file=sys.stderr)
         raise SystemExit(2)
-    sys.argv = [sys.argv[0], "-m", "-cd", str(SWEEPS_DIR), "-cn", name, *overrides]
+    sys.argv = [sys.argv[0], "-m", "-cd", str(sweeps_dir()), "-cn", name, *overrides]
     cli()
 
 

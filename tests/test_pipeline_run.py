@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from lightyolo import pipeline
+from lightyolo import pipeline, settings
 from lightyolo.tracking import metric_history, runs_frame
 
 from conftest import REPO
@@ -76,11 +76,11 @@ def test_a_failing_run_is_ended_failed_with_its_error(tiny_config) -> None:
 
 
 def test_config_hash_ignores_paths_and_tracking_but_not_training(tiny_config, tmp_path) -> None:
-    base = pipeline.plain_config(tiny_config())
-    moved = pipeline.plain_config(tiny_config(f"mlflow.tracking_uri=sqlite:///{tmp_path}/other.db", "train.workers=3"))
-    longer = pipeline.plain_config(tiny_config("train.epochs=2"))
-    assert pipeline.config_hash(base) == pipeline.config_hash(moved)
-    assert pipeline.config_hash(base) != pipeline.config_hash(longer)
+    base = settings.plain_config(tiny_config())
+    moved = settings.plain_config(tiny_config(f"mlflow.tracking_uri=sqlite:///{tmp_path}/other.db", "train.workers=3"))
+    longer = settings.plain_config(tiny_config("train.epochs=2"))
+    assert settings.config_hash(base) == settings.config_hash(moved)
+    assert settings.config_hash(base) != settings.config_hash(longer)
 
 
 def test_unknown_backbone_fails_at_once_with_one_line_listing_the_valid_ones() -> None:

@@ -27,6 +27,7 @@ from lightyolo.report.aggregate import (
 from lightyolo.report.collect import ReportError, UsageError, newest_experiment, read_runs
 from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
+from lightyolo.settings import tracking_uri
 
 USAGE = """usage: python -m lightyolo.report [key=value ...]
 
@@ -87,7 +88,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
         baseline = Baseline.parse(options.baseline)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    uri = options.tracking_uri or tracking.default_tracking_uri(cwd)
+    uri = tracking_uri(options.tracking_uri, cwd)
     experiment = options.experiment or newest_experiment(uri)
     runs = read_runs(uri, experiment)
     if not (runs["status"] == "completed").any():

@@ -1,6 +1,10 @@
 """The training loop: YOLOv5's recipe (SGD + warmup + cosine/linear decay, gradient
 accumulation to a nominal batch, EMA, AMP on CUDA, gradient clipping), with a checkpoint
 every epoch that is enough to resume exactly where it stopped.
+
+`train` is the flow: `setup_training` (loss, optimizer, schedule, EMA, scaler, resume state)
+→ per epoch `train_one_epoch`, `validate_epoch` (evaluates the EMA and keeps the best epoch
+in `best.pt`) and `save_last` (`last.pt`).
 """
 
 from __future__ import annotations
@@ -18,18 +22,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lightyolo.train.checkpoint import (
-    BEST,
-    LAST,
-    capture_rng_state,
-    restore_rng_state,
-    save_checkpoint,
-)
+from lightyolo.train.checkpoint import BEST, LAST, capture_rng_state, restore_rng_state, save_checkpoint
 from lightyolo.train.ema import ModelEMA
 from lightyolo.train.loss import YoloLoss
 from lightyolo.train.optim import build_optimizer, lr_lambda, warmup_iterations, warmup_step
+from lightyolo.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
+
+Evaluate = Callable[[nn.Module], tuple[dict[str, float], Any]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,6 +62,23 @@ class TrainResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
+class TrainState:
+    """What the loop updates: the model and everything that steps with it."""
+
+    model: nn.Module
+    loss_fn: YoloLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    lr_factor: Callable[[int], float]
+    ema: ModelEMA
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    start_epoch: int = 0
+    best_fitness: float = -1.0
+    last_step: int = -1  # the iteration of the last optimizer step
+
+
 def fitness(metrics: dict[str, float]) -> float:
     """YOLOv5's model-selection score: 0.1 · mAP50 + 0.9 · mAP50-95."""
     return 0.1 * metrics["map50"] + 0.9 * metrics["map50_95"]
@@ -70,153 +88,204 @@ def train(
     model: nn.Module,
     loader: DataLoader,
     *,
-    cfg: Any,
+    settings: TrainSettings,
     device: torch.device,
     seed: int,
     checkpoint_dir: Path,
-    evaluate: Callable[[nn.Module], tuple[dict[str, float], Any]],
+    evaluate: Evaluate,
     on_epoch_end: Callable[[EpochReport], None],
     resume: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train `model` for `cfg.epochs` (the `train` config group) and return the result.
+    """Train `model` for `settings.epochs` and return the result.
 
     `evaluate(ema_model)` returns (metrics with map50/map50_95, anything to keep for the
     best epoch). `resume` is a loaded `last.pt`; `extra_state` is stored in every
     checkpoint (e.g. the MLflow run id) for whoever resumes it.
     """
-    # channels_last: ~10 % faster convolutions forward and backward on CPU (and with AMP on GPU).
-    model.to(device, memory_format=torch.channels_last)
-    head = model.head
-    loss_fn = YoloLoss(
-        head,
-        img_size=cfg.img_size,
-        box_gain=cfg.loss.box,
-        obj_gain=cfg.loss.obj,
-        cls_gain=cfg.loss.cls,
-        anchor_t=cfg.loss.anchor_t,
-    )
-    accumulate = max(round(cfg.nominal_batch_size / cfg.batch_size), 1)
-    # YOLOv5 scales weight decay with the images per optimizer step.
-    weight_decay = cfg.weight_decay * cfg.batch_size * accumulate / cfg.nominal_batch_size
-    optimizer = build_optimizer(
-        model, lr0=cfg.lr0, momentum=cfg.momentum, weight_decay=weight_decay
-    )
-    lr_factor = lr_lambda(cfg.epochs, cfg.lrf, cfg.schedule)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lr_factor)
-    ema = ModelEMA(model, decay=cfg.ema_decay)
-    use_amp = bool(cfg.amp) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    start_epoch, best_fitness = 0, -1.0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        ema.load_state_dict(resume["ema"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        restore_rng_state(resume["rng"])
-        start_epoch, best_fitness = resume["epoch"] + 1, resume["best_fitness"]
-        log.info("resuming at epoch %d of %d", start_epoch, cfg.epochs)
-
-    batches = len(loader)
-    warmup_iters = warmup_iterations(batches, cfg.warmup_epochs, cfg.warmup_min_iters)
-    result = TrainResult(0, 0.0, 0, best_fitness)
-    last_step = -1
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        if loader.generator is not None:  # the epoch, not history, decides the order
-            loader.generator.manual_seed(seed * 100_003 + epoch)
-        sums = torch.zeros(3)
-        images, t0 = 0, time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            total=batches,
-            disable=not sys.stderr.isatty(),
-            leave=False,
-        )
-        optimizer.zero_grad(set_to_none=True)
-        for i, (imgs, targets, _) in enumerate(bar):
-            step = i + batches * epoch
-            if step <= warmup_iters:
-                warmup_step(
-                    optimizer,
-                    iteration=step,
-                    warmup_iters=warmup_iters,
-                    epoch=epoch,
-                    lr_factor=lr_factor,
-                    lr0=cfg.lr0,
-                    momentum=cfg.momentum,
-                    warmup_momentum=cfg.warmup_momentum,
-                    warmup_bias_lr=cfg.warmup_bias_lr,
-                )
-            imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last).float() / 255
-            with torch.autocast(device.type, enabled=use_amp):
-                loss, items = loss_fn(model(imgs), targets.to(device))
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1} "
-                    f"(box/obj/cls = {items.tolist()}); lower train.lr0 or check the labels"
-                )
-            scaler.scale(loss).backward()
-            if step - last_step >= accumulate:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), max_norm=cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                ema.update(model)
-                last_step = step
-            sums += items.detach().cpu()
-            images += imgs.shape[0]
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(
-                box=f"{items[0]:.4f}", obj=f"{items[1]:.4f}", cls=f"{items[2]:.4f}",
-                img_s=f"{images / elapsed:.1f}",
-            )
-        scheduler.step()
-        seconds = time.perf_counter() - t0
-        losses = dict(zip(("box_loss", "obj_loss", "cls_loss"), (sums / max(i + 1, 1)).tolist()))
-        report = EpochReport(epoch, losses, optimizer.param_groups[0]["lr"], images, seconds)
+    state = setup_training(model, settings, device, resume)
+    warmup_iters = warmup_iterations(len(loader), settings.warmup_epochs, settings.warmup_min_iters)
+    result = TrainResult(0, 0.0, 0, state.best_fitness)
+    for epoch in range(state.start_epoch, settings.epochs):
+        report = train_one_epoch(state, loader, epoch, settings, device, seed, warmup_iters)
         result.epochs_run += 1
-        result.seconds += seconds
-        result.images += images
-
-        final = epoch + 1 == cfg.epochs
-        if final or (epoch + 1) % cfg.eval_interval == 0:
-            report.val, kept = evaluate(ema.ema)
-            score = fitness(report.val)
-            if score > result.best_fitness:
-                result.best_fitness, result.best_eval = score, kept
-                save_checkpoint(
-                    {"model": ema.ema.state_dict(), "epoch": epoch, "fitness": score},
-                    checkpoint_dir / BEST,
-                )
+        result.seconds += report.seconds
+        result.images += report.images
+        if epoch + 1 == settings.epochs or (epoch + 1) % settings.eval_interval == 0:
+            validate_epoch(state, report, evaluate, result, checkpoint_dir / BEST)
         result.history.append(report)
         # Logged before last.pt is written: a run cut in between repeats this epoch on
         # resume (one step logged twice) rather than losing it.
         on_epoch_end(report)
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch,
-                "best_fitness": result.best_fitness,
-                "rng": capture_rng_state(),
-                **(extra_state or {}),
-            },
-            checkpoint_dir / LAST,
-        )
-        log.info(
-            "epoch %d/%d: box %.4f obj %.4f cls %.4f, %.1f img/s%s",
-            epoch + 1, cfg.epochs, *losses.values(), images / seconds,
-            f", val mAP50 {report.val['map50']:.3f} mAP50-95 {report.val['map50_95']:.3f}"
-            if report.val else "",
-        )
-    result.ema = ema.ema
+        save_last(state, epoch, result.best_fitness, checkpoint_dir / LAST, extra_state)
+        _log_epoch(report, settings.epochs)
+    result.ema = state.ema.ema
     return result
 
+
+def setup_training(
+    model: nn.Module, settings: TrainSettings, device: torch.device, resume: dict[str, Any] | None
+) -> TrainState:
+    """Loss, optimizer, schedule, EMA and scaler for `model`, restored from `resume` if given."""
+    # channels_last: ~10 % faster convolutions forward and backward on CPU (and with AMP on GPU).
+    model.to(device, memory_format=torch.channels_last)
+    gains = settings.loss
+    loss_fn = YoloLoss(
+        model.head, img_size=settings.img_size, box_gain=gains.box, obj_gain=gains.obj,
+        cls_gain=gains.cls, anchor_t=gains.anchor_t,
+    )
+    # YOLOv5 scales weight decay with the images per optimizer step.
+    weight_decay = (
+        settings.weight_decay * settings.batch_size * settings.accumulate / settings.nominal_batch_size
+    )
+    optimizer = build_optimizer(
+        model, lr0=settings.lr0, momentum=settings.momentum, weight_decay=weight_decay
+    )
+    lr_factor = lr_lambda(settings.epochs, settings.lrf, settings.schedule)
+    use_amp = bool(settings.amp) and device.type == "cuda"
+    state = TrainState(
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lr_factor),
+        lr_factor=lr_factor,
+        ema=ModelEMA(model, decay=settings.ema_decay),
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
+        use_amp=use_amp,
+    )
+    if resume is not None:
+        restore_state(state, resume)
+        log.info("resuming at epoch %d of %d", state.start_epoch, settings.epochs)
+    return state
+
+
+def restore_state(state: TrainState, checkpoint: dict[str, Any]) -> None:
+    """Load a `last.pt` into the state: weights, EMA, optimizer, schedule, scaler, RNGs."""
+    state.model.load_state_dict(checkpoint["model"])
+    state.ema.load_state_dict(checkpoint["ema"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    state.scheduler.load_state_dict(checkpoint["scheduler"])
+    state.scaler.load_state_dict(checkpoint["scaler"])
+    restore_rng_state(checkpoint["rng"])
+    state.start_epoch, state.best_fitness = checkpoint["epoch"] + 1, checkpoint["best_fitness"]
+
+
+def train_one_epoch(
+    state: TrainState,
+    loader: DataLoader,
+    epoch: int,
+    settings: TrainSettings,
+    device: torch.device,
+    seed: int,
+    warmup_iters: int,
+) -> EpochReport:
+    """One pass over `loader`: warmup, forward/backward, accumulated steps, EMA, lr schedule."""
+    state.model.train()
+    if loader.generator is not None:  # the epoch, not history, decides the order
+        loader.generator.manual_seed(seed * 100_003 + epoch)
+    batches = len(loader)
+    sums = torch.zeros(3)
+    images, t0, i = 0, time.perf_counter(), 0
+    bar = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{settings.epochs}", total=batches,
+        disable=not sys.stderr.isatty(), leave=False,
+    )
+    state.optimizer.zero_grad(set_to_none=True)
+    for i, (imgs, targets, _) in enumerate(bar):
+        step = i + batches * epoch
+        if step <= warmup_iters:
+            warmup_step(
+                state.optimizer, iteration=step, warmup_iters=warmup_iters, epoch=epoch,
+                lr_factor=state.lr_factor, lr0=settings.lr0, momentum=settings.momentum,
+                warmup_momentum=settings.warmup_momentum, warmup_bias_lr=settings.warmup_bias_lr,
+            )
+        imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last).float() / 255
+        items = _train_step(state, imgs, targets.to(device), step, settings, where=(epoch, i))
+        sums += items
+        images += imgs.shape[0]
+        bar.set_postfix(
+            box=f"{items[0]:.4f}", obj=f"{items[1]:.4f}", cls=f"{items[2]:.4f}",
+            img_s=f"{images / (time.perf_counter() - t0):.1f}",
+        )
+    state.scheduler.step()
+    losses = dict(zip(("box_loss", "obj_loss", "cls_loss"), (sums / max(i + 1, 1)).tolist()))
+    lr = state.optimizer.param_groups[0]["lr"]
+    return EpochReport(epoch, losses, lr, images, time.perf_counter() - t0)
+
+
+def _train_step(
+    state: TrainState,
+    imgs: torch.Tensor,
+    targets: torch.Tensor,
+    step: int,
+    settings: TrainSettings,
+    where: tuple[int, int],
+) -> torch.Tensor:
+    """Forward and backward one batch; an optimizer (and EMA) step once enough accumulated.
+
+    Returns the batch's box/obj/cls losses (detached, on the CPU)."""
+    with torch.autocast(imgs.device.type, enabled=state.use_amp):
+        loss, items = state.loss_fn(state.model(imgs), targets)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at epoch {where[0] + 1}, batch {where[1] + 1} "
+            f"(box/obj/cls = {items.tolist()}); lower train.lr0 or check the labels"
+        )
+    state.scaler.scale(loss).backward()
+    if step - state.last_step >= settings.accumulate:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), max_norm=settings.grad_clip)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.ema.update(state.model)
+        state.last_step = step
+    return items.detach().cpu()
+
+
+def validate_epoch(
+    state: TrainState, report: EpochReport, evaluate: Evaluate, result: TrainResult, best_path: Path
+) -> None:
+    """Evaluate the EMA into `report.val`; the best epoch so far (by `fitness`) goes to `best_path`.
+
+    This is where the best epoch is decided."""
+    report.val, kept = evaluate(state.ema.ema)
+    score = fitness(report.val)
+    if score > result.best_fitness:
+        result.best_fitness, result.best_eval = score, kept
+        save_checkpoint(
+            {"model": state.ema.ema.state_dict(), "epoch": report.epoch, "fitness": score}, best_path
+        )
+
+
+def save_last(
+    state: TrainState,
+    epoch: int,
+    best_fitness: float,
+    path: Path,
+    extra_state: dict[str, Any] | None = None,
+) -> None:
+    """`last.pt`: everything `restore_state` needs to continue after `epoch`."""
+    save_checkpoint(
+        {
+            "model": state.model.state_dict(),
+            "ema": state.ema.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "scaler": state.scaler.state_dict(),
+            "epoch": epoch,
+            "best_fitness": best_fitness,
+            "rng": capture_rng_state(),
+            **(extra_state or {}),
+        },
+        path,
+    )
+
+
+def _log_epoch(report: EpochReport, epochs: int) -> None:
+    val = report.val
+    log.info(
+        "epoch %d/%d: box %.4f obj %.4f cls %.4f, %.1f img/s%s",
+        report.epoch + 1, epochs, *report.losses.values(), report.images / report.seconds,
+        f", val mAP50 {val['map50']:.3f} mAP50-95 {val['map50_95']:.3f}" if val else "",
+    )

@@ -1,0 +1,203 @@
+"""A composed config resolved once into typed settings (design.md, "Where the new parts go").
+
+`resolve(cfg)` is the only place that decides the run's paths and execution details: the
+launch directory, absolute `dataset.root` / `model.weights`, the tracking URI's default,
+the torch threads of a parallel job and the chosen group options. The pipeline and the CLIs
+read the result, not raw config keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lightyolo.configs import GROUPS
+from lightyolo.tracking import default_tracking_uri, flatten
+from lightyolo.train.settings import TrainSettings
+
+# Keys that say where or how a run executes, not what it computes (excluded from the hash).
+EXECUTION_KEYS = (
+    "hydra", "mlflow", "experiment", "rerun", "dataset.root", "dataset.cache_dir", "train.workers",
+)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Which cell this is and where it is recorded."""
+
+    experiment: str
+    seed: int
+    rerun: bool
+    choices: dict[str, str]  # group → chosen option (hydra.runtime.choices)
+    config_hash: str
+    tracking_uri: str
+    launch_dir: Path
+
+    @property
+    def name(self) -> str:
+        """The MLflow run name: `<backbone>-<neck>-<operator>-s<seed>`."""
+        return run_name(self.choices, self.seed)
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """Where and how the work runs (none of it changes the cell's identity but threads)."""
+
+    device: str  # auto | cpu | cuda | cuda:N (checked when the model is built)
+    threads: int | None  # torch intra-op threads; None = torch's default
+    workers: int
+    cache_images: bool
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """`eval`: the COCO evaluation of the val split."""
+
+    conf_thres: float
+    iou_thres: float
+    max_det: int
+    batch_size: int
+    rect: bool
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """`bench`: the in-process latency figure."""
+
+    warmup: int
+    iters: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs, resolved from the composed config."""
+
+    run: RunIdentity
+    execution: ExecutionSettings
+    train: TrainSettings
+    eval: EvalSettings
+    bench: BenchSettings
+    scale: str
+    weights: Path | None
+    augment: dict[str, float]
+    # The resolved config (absolute paths, the URI filled in): logged, hashed, and the
+    # source of the `_target_` nodes (dataset, backbone, neck, operator) to instantiate.
+    config: dict[str, Any] = field(repr=False)
+
+
+def run_name(choices: Mapping[str, str], seed: int) -> str:
+    return f"{choices['backbone']}-{choices['neck']}-{choices['operator']}-s{seed}"
+
+
+def group_choices(cfg: DictConfig) -> dict[str, str]:
+    """The option chosen in each config group (`hydra.runtime.choices`)."""
+    return {group: str(_hydra_node(cfg).runtime.choices[group]) for group in GROUPS}
+
+
+def launch_dir(cfg: DictConfig) -> Path:
+    """The directory the command was started from (`hydra.runtime.cwd`)."""
+    return Path(str(_hydra_node(cfg).runtime.cwd))
+
+
+def _hydra_node(cfg: DictConfig) -> DictConfig:
+    if "hydra" in cfg:  # composed with return_hydra_config=True (the tests)
+        return cfg.hydra
+    if HydraConfig.initialized():  # inside @hydra.main
+        return HydraConfig.get()
+    raise ValueError(
+        "config has no hydra.runtime.choices: compose it with return_hydra_config=True "
+        "or run it through `python -m lightyolo.run`"
+    )
+
+
+def tracking_uri(configured: str | None, base_dir: str | Path) -> str:
+    """The MLflow store: `configured`, else `sqlite:///<absolute base_dir>/mlflow.db`."""
+    return configured or default_tracking_uri(base_dir)
+
+
+def absolute_path(path: str | None, base: Path) -> str | None:
+    """A user path resolved against the launch directory (jobs may run elsewhere)."""
+    if not path:
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def threads_per_job(launcher: Mapping[str, Any]) -> int | None:
+    """Parallel joblib jobs share the cores: each gets an equal share of threads."""
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    jobs = int(launcher.get("n_jobs") or 1)
+    jobs = cores if jobs < 0 else jobs
+    return max(1, cores // max(jobs, 1))
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without Hydra's own node."""
+    if "hydra" in cfg:  # Hydra's node holds job-time interpolations: drop it unresolved
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Identity of a cell: the resolved config minus launcher/paths (EXECUTION_KEYS)."""
+    flat = flatten(config)
+    kept = {
+        k: v for k, v in flat.items()
+        if not any(k == key or k.startswith(key + ".") for key in EXECUTION_KEYS)
+    }
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """`plain_config` with absolute paths, the tracking URI and a joblib job's threads filled in."""
+    hydra = _hydra_node(cfg)
+    base = launch_dir(cfg)
+    config = plain_config(cfg)
+    config["dataset"]["root"] = absolute_path(config["dataset"].get("root"), base)
+    config["model"]["weights"] = absolute_path(config["model"]["weights"], base)
+    config["mlflow"]["tracking_uri"] = tracking_uri(config["mlflow"]["tracking_uri"], base)
+    if config["train"]["threads"] is None:
+        config["train"]["threads"] = threads_per_job(hydra.launcher)
+    return config
+
+
+def resolve(cfg: DictConfig) -> Settings:
+    """The typed settings of a composed config (from `@hydra.main` or Hydra's compose API)."""
+    config = resolved_config(cfg)
+    train = config["train"]
+    return Settings(
+        run=RunIdentity(
+            experiment=config["experiment"],
+            seed=int(config["seed"]),
+            rerun=bool(config.get("rerun")),
+            choices=group_choices(cfg),
+            config_hash=config_hash(config),
+            tracking_uri=config["mlflow"]["tracking_uri"],
+            launch_dir=launch_dir(cfg),
+        ),
+        execution=ExecutionSettings(
+            device=str(train["device"]),
+            threads=int(train["threads"]) if train["threads"] else None,
+            workers=int(train["workers"]),
+            cache_images=bool(train["cache_images"]),
+        ),
+        train=TrainSettings.from_config(train),
+        eval=EvalSettings(**config["eval"]),
+        bench=BenchSettings(**config["bench"]),
+        scale=str(config["model"]["scale"]),
+        weights=Path(config["model"]["weights"]) if config["model"]["weights"] else None,
+        augment=dict(train["augment"]),
+        config=config,
+    )

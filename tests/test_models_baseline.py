@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lightyolo.bench.params import part_parameter_counts
 from lightyolo.models.backbones.c3 import C3Backbone
-from lightyolo.models.detector import SCALES, Detector, build_detector, part_parameter_counts
+from lightyolo.models.detector import SCALES, Detector, build_detector
 from lightyolo.models.head import Detect
 from lightyolo.models.necks.pan import PANNeck
 from lightyolo.models.operators.conv import ConvOperator

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from lightyolo.bench.flops import gflops
-from lightyolo.models.detector import build_detector, part_parameter_counts
+from lightyolo.bench.params import part_parameter_counts
+from lightyolo.models.detector import build_detector
 from lightyolo.models.operators.involution import Involution, InvolutionOperator
 from lightyolo.models.necks.slim import GSBottleneck, GSConv, SlimNeck, VoVGSCSP, interleave_halves
 from lightyolo.models.operators.conv import ConvOperator

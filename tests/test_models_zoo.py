@@ -2,7 +2,7 @@
 
 Figures pinned: the reference sizes of YOLOv5n (c3/pan/conv, 1,872,157 params), Ghost + plain
 PAN at n (1,395,145) and C3 + slim-neck at n (1,669,693) from references.md, read back from
-`python -m lightyolo.models` itself.
+`python -m lightyolo.zoo` itself.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lightyolo.models.__main__ import main
-from lightyolo.models.zoo import Cell, build_cell, discover_cells, format_table
+from lightyolo.zoo import main
+from lightyolo.bench.zoo import Cell, build_cell, discover_cells, format_table
 from lightyolo.train.loss import YoloLoss
 from lightyolo.train.optim import build_optimizer
 
@@ -120,7 +120,7 @@ def test_a_few_sgd_steps_on_two_coco128_images_lower_the_loss(
 @pytest.fixture(scope="module")
 def zoo_csv_n_320() -> pd.DataFrame:
     result = subprocess.run(
-        [sys.executable, "-m", "lightyolo.models", "--scale", "n", "--img", "320", "--format", "csv"],
+        [sys.executable, "-m", "lightyolo.zoo", "--scale", "n", "--img", "320", "--format", "csv"],
         cwd=REPO,
         capture_output=True,
         text=True,

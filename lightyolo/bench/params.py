@@ -11,3 +11,10 @@ from torch import nn
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters of `model` as trained (BatchNorm not folded)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def part_parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters of a detector's backbone, neck and head, and their total (references.md's split)."""
+    counts = {part: count_parameters(getattr(model, part)) for part in ("backbone", "neck", "head")}
+    counts["total"] = sum(counts.values())
+    return counts

@@ -14,7 +14,6 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from lightyolo.bench.params import count_parameters
 from lightyolo.models.head import Detect
 
 # YOLOv5's model scales: name → (width_multiple, depth_multiple).
@@ -77,10 +76,3 @@ def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale
     strides = tuple(int(s) for s in getattr(backbone, "strides", (8, 16, 32)))
     head = Detect(nc, _declared_channels(neck, "neck"), strides=strides)
     return Detector(backbone, neck, head)
-
-
-def part_parameter_counts(model: Detector) -> dict[str, int]:
-    """Trainable parameters of backbone, neck and head, and their total (references.md's split)."""
-    counts = {part: count_parameters(getattr(model, part)) for part in ("backbone", "neck", "head")}
-    counts["total"] = sum(counts.values())
-    return counts

@@ -21,11 +21,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightyolo.bench.flops import flop_counter_gflops, gflops
-from lightyolo.models.detector import Detector, build_detector, part_parameter_counts
+from lightyolo.bench.params import part_parameter_counts
+from lightyolo.configs import MODEL_GROUPS, config_dir, group_files
+from lightyolo.models.detector import Detector, build_detector
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-# The config groups that span the grid, in the order a cell is named.
-GRID_GROUPS = ("backbone", "neck", "operator")
 TABLE_FORMATS = ("markdown", "csv")
 TableFormat = Literal["markdown", "csv"]
 
@@ -62,13 +61,14 @@ class Cell:
         return "/".join(self.names)
 
 
-def discover_cells(conf_dir: Path = CONF_DIR) -> list[Cell]:
+def discover_cells(conf_dir: Path | None = None) -> list[Cell]:
     """Every combination of the yamls in conf_dir/{backbone,neck,operator}, sorted by name."""
+    conf_dir = Path(conf_dir or config_dir())
     options = []
-    for group in GRID_GROUPS:
-        files = sorted((Path(conf_dir) / group).glob("*.yaml"))
+    for group in MODEL_GROUPS:
+        files = group_files(group, conf_dir)
         if not files:
-            raise FileNotFoundError(f"{Path(conf_dir) / group}: no *.yaml variant found for group {group!r}")
+            raise FileNotFoundError(f"{conf_dir / group}: no *.yaml variant found for group {group!r}")
         options.append(files)
     return [Cell(b, n, o) for b in options[0] for n in options[1] for o in options[2]]
 
@@ -133,7 +133,7 @@ def zoo_row(cell: Cell, scale: str, img_size: int, nc: int = 80, *, check: bool 
 
 
 def zoo_rows(
-    scale: str, img_size: int, nc: int = 80, *, conf_dir: Path = CONF_DIR, check: bool = True
+    scale: str, img_size: int, nc: int = 80, *, conf_dir: Path | None = None, check: bool = True
 ) -> list[dict[str, Any]]:
     """One `zoo_row` per discovered cell; `check=False` skips the FlopCounterMode column (faster)."""
     if img_size < 32 or img_size % 32:

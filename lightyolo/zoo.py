@@ -1,7 +1,7 @@
-"""`python -m lightyolo.models --scale s --img 640 [--format markdown|csv] [--nc 80]`: the zoo table.
+"""`python -m lightyolo.zoo --scale s --img 640 [--format markdown|csv] [--nc 80]`: the zoo table.
 
 Builds every backbone × neck × operator cell found in `conf/` on the CPU and prints its size
-(lightyolo.models.zoo): params, GFLOPs at the real input size, backbone/neck/head split and
+(lightyolo.bench.zoo): params, GFLOPs at the real input size, backbone/neck/head split and
 output strides. Reads no data and trains nothing.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from lightyolo.models.detector import SCALES
-from lightyolo.models.zoo import TABLE_FORMATS, format_table, zoo_rows
+from lightyolo.bench.zoo import TABLE_FORMATS, format_table, zoo_rows
 
 CONVENTIONS = (
     "params: trainable parameters, BatchNorm unfused; GFLOPs: 2 × multiply-accumulates of "
@@ -45,7 +45,7 @@ def _positive_int(text: str) -> int:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m lightyolo.models", description="Size of every backbone × neck × operator cell in conf/."
+        prog="python -m lightyolo.zoo", description="Size of every backbone × neck × operator cell in conf/."
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="n", help="YOLOv5 scale (default n)")
     parser.add_argument("--img", type=_image_size, default=640, help="square input size in pixels (default 640)")
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rows = zoo_rows(args.scale, args.img, args.nc, check=not args.no_check)
     except (FileNotFoundError, ValueError) as error:  # a missing or malformed variant yaml
-        print(f"python -m lightyolo.models: error: {error}", file=sys.stderr)
+        print(f"python -m lightyolo.zoo: error: {error}", file=sys.stderr)
         return 2
     if args.format == "markdown":
         print(f"Zoo at scale {args.scale}, {args.img}×{args.img}, nc {args.nc}. {CONVENTIONS}.\n")

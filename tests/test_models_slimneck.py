@@ -14,7 +14,8 @@ from lightyolo.bench.flops import gflops
 from lightyolo.bench.params import part_parameter_counts
 from lightyolo.models.detector import build_detector
 from lightyolo.models.operators.involution import Involution, InvolutionOperator
-from lightyolo.models.necks.slim import GSBottleneck, GSConv, SlimNeck, VoVGSCSP, interleave_halves
+from lightyolo.models.blocks import channel_shuffle
+from lightyolo.models.necks.slim import GSBottleneck, GSConv, SlimNeck, VoVGSCSP
 from lightyolo.models.operators.conv import ConvOperator
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -24,9 +25,9 @@ def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_interleave_halves_alternates_first_and_second_half() -> None:
+def test_channel_shuffle_of_two_groups_alternates_first_and_second_half() -> None:
     x = torch.arange(6.0).view(1, 6, 1, 1)
-    assert interleave_halves(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+    assert channel_shuffle(x, 2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
 
 
 def test_gsconv_output_interleaves_dense_and_depthwise_channels() -> None:

@@ -1,15 +1,20 @@
-"""YOLOv5 v6+ blocks: Bottleneck, C3, SPPF (ultralytics/yolov5 `models/common.py` semantics).
+"""Blocks shared by backbones and necks.
 
-Module attribute names (cv1, cv2, cv3, m) follow YOLOv5's so that its official state_dict
-maps onto these blocks by name.
+YOLOv5 v6+ blocks: Bottleneck, C3, SPPF (ultralytics/yolov5 `models/common.py` semantics);
+their attribute names (cv1, cv2, cv3, m) follow YOLOv5's so that its official state_dict
+maps onto them by name. Mobile blocks: `SqueezeExcite` and the MBConv-style
+`InvertedResidual` (MobileNetV3, arXiv 1905.02244) and `channel_shuffle` (ShuffleNet; also
+GSConv's mix of its two halves).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from lightyolo.models.layers import Conv
+from lightyolo.models.layers import Conv, make_divisible
 from lightyolo.models.operators import SpatialOperator
 
 
@@ -80,3 +85,66 @@ class SPPF(nn.Module):
         y1 = self.m(x)
         y2 = self.m(y1)
         return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave the channels of `groups` equal groups (ShuffleNet's channel shuffle).
+
+    With 2 groups: [a0 … a(n−1), b0 … b(n−1)] → [a0, b0, a1, b1, …]."""
+    batch, channels, height, width = x.shape
+    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
+    return x.reshape(batch, channels, height, width)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gate: global average → 1×1 (bias) → ReLU → 1×1 (bias) → hard-sigmoid, times x."""
+
+    def __init__(self, channels: int, squeeze_channels: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(scale))))
+
+
+class InvertedResidual(nn.Module):
+    """MBConv: [1×1 expand] → depthwise k×k stride s → [SE] → 1×1 project (linear).
+
+    The expand is skipped when `hidden == in_channels`; the SE squeezes to hidden/4 (rounded
+    to 8). The residual is added when the block keeps both size and channels (stride 1,
+    in == out). `act` makes a fresh activation for each place that has one.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int,
+        hidden: int,
+        stride: int,
+        se: bool,
+        act: Callable[[], nn.Module],
+        operator: SpatialOperator,
+    ) -> None:
+        super().__init__()
+        self.expand: nn.Module = (
+            Conv(in_channels, hidden, 1, 1, act=act()) if hidden != in_channels else nn.Identity()
+        )
+        # Stride-2 depthwise convs change the size, so only stride-1 ones are operator sites.
+        self.depthwise: nn.Module = (
+            operator(hidden, kernel_size, depthwise=True, act=act())
+            if stride == 1
+            else Conv(hidden, hidden, kernel_size, stride, groups=hidden, act=act())
+        )
+        self.se: nn.Module = SqueezeExcite(hidden, make_divisible(hidden / 4, 8)) if se else nn.Identity()
+        self.project = Conv(hidden, out_channels, 1, 1, act=False)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.residual else y

@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from lightyolo.models.contracts import check_parts, declared_triple
 from lightyolo.models.head import Detect
 
 # YOLOv5's model scales: name → (width_multiple, depth_multiple).
@@ -46,18 +47,10 @@ class Detector(nn.Module):
         return self.head(self.neck(self.backbone(x)))
 
 
-def _declared_channels(module: nn.Module, group: str) -> tuple[int, int, int]:
-    channels = getattr(module, "out_channels", None)
-    if not (isinstance(channels, (tuple, list)) and len(channels) == 3 and all(isinstance(c, int) for c in channels)):
-        raise TypeError(
-            f"conf/{group}: {type(module).__name__} must declare out_channels as 3 ints "
-            f"(P3, P4, P5), got {channels!r}"
-        )
-    return tuple(channels)  # type: ignore[return-value]
-
-
 def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale: str, nc: int) -> Detector:
-    """Instantiate operator, backbone and neck configs at `scale` and add a Detect head for `nc` classes."""
+    """Instantiate operator, backbone and neck configs at `scale` and add a Detect head for `nc` classes.
+
+    The backbone and neck are checked against their contracts (`models/contracts.py`)."""
     if scale not in SCALES:
         raise ValueError(f"scale: unknown scale {scale!r}; expected one of {sorted(SCALES)}")
     width_multiple, depth_multiple = SCALES[scale]
@@ -65,7 +58,7 @@ def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale
     backbone = instantiate(
         backbone_cfg, width_multiple=width_multiple, depth_multiple=depth_multiple, operator=operator
     )
-    backbone_channels = _declared_channels(backbone, "backbone")
+    backbone_channels = declared_triple(backbone, "backbone", "out_channels")
     neck = instantiate(
         neck_cfg,
         in_channels=backbone_channels,
@@ -73,6 +66,6 @@ def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale
         depth_multiple=depth_multiple,
         operator=operator,
     )
-    strides = tuple(int(s) for s in getattr(backbone, "strides", (8, 16, 32)))
-    head = Detect(nc, _declared_channels(neck, "neck"), strides=strides)
+    channels, strides = check_parts(backbone, neck)
+    head = Detect(nc, channels, strides=strides)
     return Detector(backbone, neck, head)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lightyolo.models.blocks import C3, SPPF
+from lightyolo.models.contracts import STRIDES
 from lightyolo.models.layers import Conv, scale_depth, scale_width
 from lightyolo.models.operators import SpatialOperator
 
@@ -54,7 +55,7 @@ class C3Backbone(nn.Module):
     `csp_layer` or `sppf_layer`.
     """
 
-    strides = (8, 16, 32)
+    strides = STRIDES
 
     def __init__(
         self,

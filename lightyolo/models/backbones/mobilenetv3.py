@@ -20,7 +20,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from lightyolo.models.layers import Conv, make_divisible
+from lightyolo.models.contracts import STRIDES
+from lightyolo.models.blocks import InvertedResidual
+from lightyolo.models.layers import Conv
 from lightyolo.models.operators import SpatialOperator
 
 STEM_CHANNELS = 16
@@ -95,50 +97,12 @@ def activation(nl: str) -> nn.Module:
     raise ValueError(f"MobileNetV3 block spec: nl must be 'RE' or 'HS', got {nl!r}")
 
 
-class SqueezeExcite(nn.Module):
-    """Channel gate: global average → 1×1 (bias) → ReLU → 1×1 (bias) → hard-sigmoid, times x."""
-
-    def __init__(self, channels: int, squeeze_channels: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
-        self.gate = nn.Hardsigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = x.mean((2, 3), keepdim=True)
-        return x * self.gate(self.fc2(self.act(self.fc1(scale))))
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV3 bneck: [1×1 expand] → depthwise k×k stride s → [SE] → 1×1 project (linear).
-
-    The residual is added when the block keeps both size and channels (stride 1, in == out).
-    """
-
-    def __init__(self, in_channels: int, spec: BlockSpec, operator: SpatialOperator) -> None:
-        super().__init__()
-        hidden = spec.expansion
-        self.expand: nn.Module = (
-            Conv(in_channels, hidden, 1, 1, act=activation(spec.nl))
-            if hidden != in_channels
-            else nn.Identity()
-        )
-        # Stride-2 depthwise convs change the size, so only stride-1 ones are operator sites.
-        self.depthwise: nn.Module = (
-            operator(hidden, spec.kernel, depthwise=True, act=activation(spec.nl))
-            if spec.stride == 1
-            else Conv(hidden, hidden, spec.kernel, spec.stride, groups=hidden, act=activation(spec.nl))
-        )
-        self.se: nn.Module = (
-            SqueezeExcite(hidden, make_divisible(hidden / 4, 8)) if spec.se else nn.Identity()
-        )
-        self.project = Conv(hidden, spec.out, 1, 1, act=False)
-        self.residual = spec.stride == 1 and in_channels == spec.out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.se(self.depthwise(self.expand(x))))
-        return x + y if self.residual else y
+def inverted_residual(in_channels: int, spec: BlockSpec, operator: SpatialOperator) -> InvertedResidual:
+    """The bneck block of one table row."""
+    return InvertedResidual(
+        in_channels, spec.out, kernel_size=spec.kernel, hidden=spec.expansion, stride=spec.stride,
+        se=spec.se, act=lambda: activation(spec.nl), operator=operator,
+    )
 
 
 def resolve_variant(variant: str | None, width_multiple: float) -> str:
@@ -156,7 +120,7 @@ def resolve_variant(variant: str | None, width_multiple: float) -> str:
 class MobileNetV3Backbone(nn.Module):
     """Image → the P3/8, P4/16, P5/32 block outputs of MobileNetV3 Large or Small."""
 
-    strides = (8, 16, 32)
+    strides = STRIDES
 
     def __init__(
         self,
@@ -174,7 +138,7 @@ class MobileNetV3Backbone(nn.Module):
         ]
         channels = STEM_CHANNELS
         for block in spec.blocks:
-            layers.append(InvertedResidual(channels, block, operator))
+            layers.append(inverted_residual(channels, block, operator))
             channels = block.out
         # Indexed like torchvision's `features`: stem = 0, block i = i.
         self.features = nn.Sequential(*layers)

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from lightyolo.models.blocks import channel_shuffle
+from lightyolo.models.contracts import STRIDES
 from lightyolo.models.layers import Conv
 from lightyolo.models.operators import SpatialOperator
 
@@ -38,13 +40,6 @@ GROUPS = 2  # channel shuffle groups (the two branches)
 class StageSpec(NamedTuple):
     units: int
     out_channels: int
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave the channels of `groups` equal groups (ShuffleNet's channel shuffle)."""
-    batch, channels, height, width = x.shape
-    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
-    return x.reshape(batch, channels, height, width)
 
 
 def _relu() -> nn.Module:
@@ -115,7 +110,7 @@ def resolve_width(width: float | None, width_multiple: float) -> float:
 class ShuffleNetV2Backbone(nn.Module):
     """Image → [stage2 (/8), stage3 (/16), stage4 (/32)] maps of ShuffleNetV2."""
 
-    strides = (8, 16, 32)
+    strides = STRIDES
 
     def __init__(
         self,

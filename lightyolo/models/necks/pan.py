@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lightyolo.models.blocks import C3
+from lightyolo.models.contracts import STRIDES
 from lightyolo.models.layers import Conv, scale_depth, scale_width
 from lightyolo.models.operators import SpatialOperator
 
@@ -38,7 +39,7 @@ class PANNeck(nn.Module):
     Subclasses that keep the topology but swap blocks override `conv_layer` / `csp_layer`.
     """
 
-    strides = (8, 16, 32)
+    strides = STRIDES
 
     def __init__(
         self,

@@ -19,22 +19,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightyolo.models.blocks import channel_shuffle
 from lightyolo.models.layers import Conv
 from lightyolo.models.necks.pan import PANNeck
 from lightyolo.models.operators import SpatialOperator
 
 # The official GSConv mixes its two halves with a depthwise 5×5.
 GSCONV_DEPTHWISE_KERNEL = 5
-
-
-def interleave_halves(x: torch.Tensor) -> torch.Tensor:
-    """Channel shuffle with 2 groups: [a0 … a(n−1), b0 … b(n−1)] → [a0, b0, a1, b1, …]."""
-    batch, channels, height, width = x.shape
-    return (
-        x.view(batch, 2, channels // 2, height, width)
-        .transpose(1, 2)
-        .reshape(batch, channels, height, width)
-    )
 
 
 class GSConv(nn.Module):
@@ -59,7 +50,7 @@ class GSConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dense = self.cv1(x)
-        return interleave_halves(torch.cat((dense, self.cv2(dense)), 1))
+        return channel_shuffle(torch.cat((dense, self.cv2(dense)), 1), 2)
 
 
 class GSBottleneck(nn.Module):

@@ -187,21 +187,7 @@ class YoloLoss:
             to_grid = torch.tensor([1, 1, nx, ny, nx, ny, 1], device=device).float()
             scaled = paired * to_grid
             if num_targets:
-                ratio = scaled[..., 4:6] / anchors[:, None]
-                fits = torch.max(ratio, 1 / ratio).amax(2) < self.anchor_t
-                scaled = scaled[fits]
-                centre = scaled[:, 2:4]
-                from_far_edge = torch.tensor([nx, ny], device=device).float() - centre
-                # Neighbours only inside the grid (> 1 keeps the shifted cell index ≥ 0).
-                near_left, near_top = ((centre % 1 < NEIGHBOUR_MARGIN) & (centre > 1)).T
-                near_right, near_bottom = (
-                    (from_far_edge % 1 < NEIGHBOUR_MARGIN) & (from_far_edge > 1)
-                ).T
-                keep = torch.stack(
-                    (torch.ones_like(near_left), near_left, near_top, near_right, near_bottom)
-                )
-                scaled = scaled.repeat((len(_NEIGHBOUR_OFFSETS), 1, 1))[keep]
-                cell_offsets = (torch.zeros_like(centre)[None] + offsets[:, None])[keep]
+                scaled, cell_offsets = self._matched_cells(scaled, anchors, nx, ny, offsets)
             else:
                 scaled = scaled[0]
                 cell_offsets = torch.zeros_like(scaled[:, 2:4])
@@ -223,3 +209,21 @@ class YoloLoss:
                 )
             )
         return levels
+
+    def _matched_cells(
+        self, scaled: torch.Tensor, anchors: torch.Tensor, nx: int, ny: int, offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (target, anchor) pairs whose wh ratio fits, each repeated for its own cell and
+        the up to 2 neighbouring cells its centre is near; with each copy's cell offset."""
+        ratio = scaled[..., 4:6] / anchors[:, None]
+        fits = torch.max(ratio, 1 / ratio).amax(2) < self.anchor_t
+        scaled = scaled[fits]
+        centre = scaled[:, 2:4]
+        from_far_edge = torch.tensor([nx, ny], device=scaled.device).float() - centre
+        # Neighbours only inside the grid (> 1 keeps the shifted cell index ≥ 0).
+        near_left, near_top = ((centre % 1 < NEIGHBOUR_MARGIN) & (centre > 1)).T
+        near_right, near_bottom = ((from_far_edge % 1 < NEIGHBOUR_MARGIN) & (from_far_edge > 1)).T
+        keep = torch.stack((torch.ones_like(near_left), near_left, near_top, near_right, near_bottom))
+        scaled = scaled.repeat((len(_NEIGHBOUR_OFFSETS), 1, 1))[keep]
+        cell_offsets = (torch.zeros_like(centre)[None] + offsets[:, None])[keep]
+        return scaled, cell_offsets

@@ -146,7 +146,8 @@ def test_an_empty_split_refuses_the_spec_naming_the_split_and_the_path(tmp_path,
         (tmp_path / "images" / "val").mkdir()
     expected = {"all_bad": r"every image was left out \({'truncated_image': 3}", "empty_folder": "no images found",
                 "wrong_path": "is not a directory; the val split is empty"}[case]
-    with pytest.raises((ValueError, FileNotFoundError), match=rf"^dataset\.val.*{tmp_path / 'images' / 'val'}.*{expected}"):
+    pattern = rf"^dataset\.val.*{tmp_path / 'images' / 'val'}.*{expected}"
+    with pytest.raises((ValueError, FileNotFoundError), match=pattern):
         yolo_dataset(str(tmp_path), train=SPLIT, val=val, names=["a"] * 80, cache_dir=None)
 
 

@@ -51,7 +51,7 @@ def yolo_dataset(root: str, train: Mapping[str, str], val: Mapping[str, str],
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset.root: {root_path} is not a directory (cwd {Path.cwd()})")
-    class_names_ = list(names) if names is not None else read_class_names(root_path / "data.yaml")
+    classes = list(names) if names is not None else read_class_names(root_path / "data.yaml")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else None
     splits: dict[str, list[ImageRecord]] = {}
     issues: Counter = Counter()
@@ -62,12 +62,13 @@ def yolo_dataset(root: str, train: Mapping[str, str], val: Mapping[str, str],
             raise ValueError(f"dataset.{split}: expected a mapping with keys 'images' and 'labels', got {dirs!r}")
         images_dir = root_path / dirs["images"]
         if not images_dir.is_dir():
-            raise FileNotFoundError(f"dataset.{split}.images: {images_dir} is not a directory; the {split} split is empty")
-        records, split_issues = read_yolo_split(images_dir, root_path / dirs["labels"], len(class_names_),
+            raise FileNotFoundError(f"dataset.{split}.images: {images_dir} is not a directory; "
+                                    f"the {split} split is empty")
+        records, split_issues = read_yolo_split(images_dir, root_path / dirs["labels"], len(classes),
                                                 cache_dir=cache)
         splits[split] = _non_empty(records, split_issues, f"dataset.{split}", images_dir)
         issues.update({f"{split}/{key}": count for key, count in split_issues.items()})
-    return _spec(name, class_names_, splits, issues)
+    return _spec(name, classes, splits, issues)
 
 
 def data_yaml_dataset(yaml: str | None, root: str | None = None, name: str | None = None,
@@ -86,7 +87,6 @@ def data_yaml_dataset(yaml: str | None, root: str | None = None, name: str | Non
     splits: dict[str, list[ImageRecord]] = {}
     issues: Counter = Counter()
     for split, entries in described.splits.items():
-        where = ", ".join(map(str, entries))
         image_paths = split_image_files(entries, described.source, split, described.root)
         label_paths = [label_path_for(p) for p in image_paths]
         records, split_issues = read_yolo_images(image_paths, label_paths, len(described.names), cache_dir=cache)
@@ -94,7 +94,8 @@ def data_yaml_dataset(yaml: str | None, root: str | None = None, name: str | Non
             labels_dir = label_path_for(entry / "x.jpg").parent
             if labels_dir != entry:  # labels beside the images: no separate folder to scan
                 split_issues[ORPHAN_LABEL] += report_orphan_labels(labels_dir, label_paths, recursive=True)
-        splits[split] = _non_empty(records, +split_issues, f"{described.source}: {split}", Path(where))
+        splits[split] = _non_empty(records, +split_issues, f"{described.source}: {split}",
+                                   ", ".join(map(str, entries)))
         issues.update({f"{split}/{key}": count for key, count in (+split_issues).items()})
     return _spec(name or described.root.name, described.names, splits, issues)
 
@@ -196,7 +197,8 @@ def _layout_split(layout: str, split: str) -> dict[str, str]:
     return {"images": COCO_LAYOUTS[layout].format(split=split), "annotations": COCO_ANNOTATIONS.format(split=split)}
 
 
-def _non_empty(records: list[ImageRecord], issues: Counter, split: str, where: Path, detail: str = "") -> list[ImageRecord]:
+def _non_empty(records: list[ImageRecord], issues: Counter, split: str, where: Path | str,
+               detail: str = "") -> list[ImageRecord]:
     """`records`, or the one-line refusal of a split with no usable image."""
     if records:
         return records

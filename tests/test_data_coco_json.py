@@ -188,11 +188,65 @@ def test_coco128_json_yaml_gives_the_json_categories_and_its_ground_truth(monkey
     assert len(spec.val_coco_gt["annotations"]) == 939 and not spec.issues
 
 
-def test_coco_yaml_names_coco_2017s_layout():
+def test_coco_yaml_detects_either_coco_2017_layout_and_says_which(tmp_path, caplog):
     cfg = OmegaConf.load(REPO / "conf" / "dataset" / "coco.yaml")
-    assert cfg.train.annotations == "annotations/instances_train2017.json" and cfg.val.images == "images/val2017"
+    assert (cfg.layout, cfg.train, cfg.val, cfg.test) == ("auto", None, None, None)
+    for layout, image_dirs in (("coco", ("train2017", "val2017")),
+                               ("yolov5", ("images/train2017", "images/val2017"))):
+        root = tmp_path / layout
+        _coco_layout(root, dict(zip(("train", "val"), image_dirs)), [_annotation(1, 1, 1, [10, 10, 20, 20])])
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lightyolo.data.specs"):
+            spec = instantiate(cfg, root=str(root), cache_dir=None)
+        assert (len(spec.train), len(spec.val), spec.test) == (3, 3, None)
+        assert spec.train[0].path == root / image_dirs[0] / "a.jpg"
+        assert len(spec.val_coco_gt["annotations"]) == 1
+        said = "COCO's own layout (train2017" if layout == "coco" else "YOLOv5's layout (images/train2017"
+        assert said in caplog.text.replace("{train,val}", "train")
+
+
+def test_coco_test_split_is_used_when_its_instances_json_exists(tmp_path):
+    _coco_layout(tmp_path, {split: f"{split}2017" for split in ("train", "val", "test")},
+                 [_annotation(1, 2, 3, [10, 10, 20, 20])])
+    spec = coco_dataset(str(tmp_path), cache_dir=None)
+    assert len(spec.test) == 3 and spec.test[0].path == tmp_path / "test2017" / "a.jpg"
+    assert spec.test_coco_gt["annotations"][0]["category_id"] == 3
+
+
+def test_a_root_with_neither_coco_layout_is_one_line_listing_both(tmp_path):
+    (tmp_path / "train2017").mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        coco_dataset(str(tmp_path), cache_dir=None)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"dataset.root: {tmp_path} has no COCO 2017 layout")
+    for expected in (f"{tmp_path}/{{train,val}}2017", f"{tmp_path}/images/{{train,val}}2017",
+                     f"{tmp_path}/annotations/instances_{{train,val}}2017.json"):
+        assert expected in message
     with pytest.raises(FileNotFoundError, match="dataset.root"):
-        coco_dataset("/nonexistent/coco", train=cfg.train, val=cfg.val)
+        coco_dataset("/nonexistent/coco")
+
+
+def test_a_truncated_image_is_left_out_of_records_and_of_the_json_ground_truth(tmp_path, caplog):
+    images, json_path = _small_dataset(tmp_path, [_annotation(1, 1, 1, [10, 10, 20, 20]),
+                                                  _annotation(2, 2, 1, [10, 10, 20, 20])])
+    noise = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(images / "b.jpg")
+    (images / "b.jpg").write_bytes((images / "b.jpg").read_bytes()[:1500])  # the header stays whole
+    with caplog.at_level(logging.WARNING):
+        records, _, _, gt, issues = read_coco_json(images, json_path, cache_dir=None)
+    assert f"image 2: {images / 'b.jpg'}: truncated JPEG" in caplog.text
+    assert issues == {"truncated_image": 1}
+    assert [r.image_id for r in records] == [1, 3]
+    assert [i["id"] for i in gt["images"]] == [1, 3] and [a["image_id"] for a in gt["annotations"]] == [1]
+
+
+def test_an_image_whose_size_is_not_the_jsons_is_named_and_left_out(tmp_path, caplog):
+    images, json_path = _small_dataset(tmp_path, [])
+    Image.new("RGB", (48, 64)).save(images / "c.jpg")
+    with caplog.at_level(logging.WARNING):
+        records, _, _, gt, issues = read_coco_json(images, json_path, cache_dir=None)
+    assert f"image 3: {images / 'c.jpg'} is 48x64 as displayed" in caplog.text and "json says 64x48" in caplog.text
+    assert issues == {"image_size_mismatch": 1} and [r.image_id for r in records] == [1, 2]
 
 
 def test_limit_keeps_the_first_images_and_their_ground_truth(tmp_path):
@@ -238,3 +292,15 @@ def _small_dataset(tmp_path: Path, annotations: list[dict], missing_file: int | 
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(content))
     return images, path
+
+
+def _coco_layout(root: Path, image_dirs: dict[str, str], annotations: list[dict]) -> None:
+    """root/<image_dirs[split]> (three JPEGs) and root/annotations/instances_<split>2017.json."""
+    for split, image_dir in image_dirs.items():
+        stage = root.parent / f".stage-{root.name}-{split}"
+        stage.mkdir(parents=True)
+        images, json_path = _small_dataset(stage, annotations)
+        (root / image_dir).parent.mkdir(parents=True, exist_ok=True)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        images.rename(root / image_dir)
+        json_path.rename(root / "annotations" / f"instances_{split}2017.json")

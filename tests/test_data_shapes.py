@@ -54,11 +54,28 @@ def _ensure(root: Path, params: dict) -> Path:
     return ensure_shapes_dataset(root, **params)
 
 
+def test_a_test_split_leaves_train_and_val_byte_identical_and_changes_the_folder_hash(tmp_path):
+    without = ensure_shapes_dataset(tmp_path, **SMALL)
+    with_test = ensure_shapes_dataset(tmp_path, **SMALL, num_test=4)
+    assert with_test.name != without.name  # num_test is part of the parameter hash
+    old, new = _digest(without), _digest(with_test)
+    shared = {k for k in old if k.startswith(("images/", "labels/"))}
+    assert len(shared) == 2 * (12 + 5) and {k: new[k] for k in shared} == {k: old[k] for k in shared}
+    test_images = {k: v for k, v in new.items() if k.startswith("images/test/")}
+    assert len(test_images) == 4
+    # its own seed stream: test image i is not val image i
+    assert all(v != old[k.replace("/test/", "/val/")] for k, v in test_images.items())
+    assert "test: images/test" in (with_test / "data.yaml").read_text()
+    assert _digest(ensure_shapes_dataset(tmp_path / "again", **SMALL, num_test=4)) == new
+
+
 def test_spec_has_requested_split_sizes_and_valid_labels(tmp_path):
-    spec = shapes_dataset(str(tmp_path), **SMALL)
+    spec = shapes_dataset(str(tmp_path), **SMALL, num_test=3)
     assert (spec.name, spec.names, len(spec.train), len(spec.val)) == ("shapes", list(SHAPE_NAMES), 12, 5)
+    assert len(spec.test) == 3 and spec.test[0].path.parent.name == "test"
+    assert shapes_dataset(str(tmp_path), **SMALL, num_test=0).test is None
     assert spec.issues.get("train/malformed_label_line", 0) == 0
-    for record in spec.train + spec.val:
+    for record in spec.train + spec.val + spec.test:
         assert (record.width, record.height) == (96, 96)
         assert len(record.classes) <= 6
         assert set(record.classes.tolist()) <= set(range(len(SHAPE_NAMES)))
@@ -91,8 +108,9 @@ def test_default_yaml_instantiates_a_shapes_spec(tmp_path):
     # A global-package yaml: the dataset node sits beside the training recipe it carries.
     cfg = OmegaConf.load(REPO / "conf" / "dataset" / "shapes.yaml").dataset
     assert {"root", "name"} <= set(cfg)
-    cfg.root, cfg.num_train, cfg.num_val, cfg.image_size = str(tmp_path), 4, 2, 64
+    assert cfg.num_test == 100
+    cfg.root, cfg.num_train, cfg.num_val, cfg.num_test, cfg.image_size = str(tmp_path), 4, 2, 2, 64
     spec = instantiate(cfg)
-    assert (spec.name, len(spec.train), len(spec.val), spec.nc) == ("shapes", 4, 2, 4)
+    assert (spec.name, len(spec.train), len(spec.val), len(spec.test), spec.nc) == ("shapes", 4, 2, 2, 4)
     with Image.open(spec.val[0].path) as im:
         assert im.size == (64, 64)

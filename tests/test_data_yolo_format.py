@@ -86,3 +86,40 @@ def test_exif_rotated_image_reports_displayed_size(tmp_path):
 def test_missing_images_directory_is_a_one_line_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="images directory not found"):
         read_yolo_split(tmp_path / "nope", tmp_path / "labels", nc=1)
+
+
+def test_polygon_rows_become_their_boxes_and_are_reported_with_their_lines(tmp_path, caplog):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    _write_image(images / "seg.jpg")
+    (labels / "seg.txt").write_text(
+        "1 0.1 0.2 0.5 0.2 0.4 0.6\n"            # triangle: box x 0.1..0.5, y 0.2..0.6
+        "0 0.5 0.5 0.2 0.2\n"                    # a plain box beside it
+        "2 0.2 0.2 0.4 0.2 0.4 0.4 0.2 0.4\n"    # square 0.2..0.4
+        "1 0.1 0.2 0.5 0.2 0.4\n"                # 6 fields: neither a box nor a polygon
+        "1 0.1 0.2 0.5 0.2 1.2 0.6\n")           # a vertex outside the image
+    with caplog.at_level(logging.WARNING, logger="lightyolo.data.yolo_format"):
+        records, issues = read_yolo_split(images, labels, nc=3)
+    assert issues == {"polygon_label_line": 2, "malformed_label_line": 2}
+    np.testing.assert_allclose(records[0].boxes, [[0.3, 0.4, 0.4, 0.4], [0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2]],
+                               atol=1e-6)
+    assert records[0].classes.tolist() == [1, 0, 2]
+    assert f"{labels / 'seg.txt'}: 2 polygon (segment) rows converted to their boxes (lines 1, 3)" in caplog.text
+    assert f"{labels / 'seg.txt'}:4: expected 5 fields 'class cx cy w h' or a polygon" in caplog.text
+    assert f"{labels / 'seg.txt'}:5: coordinate outside 0..1; line skipped" in caplog.text
+
+
+def test_duplicate_and_out_of_range_rows_are_dropped_the_image_kept(tmp_path, caplog):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    _write_image(images / "a.jpg")
+    (labels / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n0 0.5 0.5 -0.1 0.2\n0 0.5 1.3 0.2 0.2\n")
+    with caplog.at_level(logging.WARNING, logger="lightyolo.data.yolo_format"):
+        records, issues = read_yolo_split(images, labels, nc=1)
+    assert issues == {"duplicate_label_line": 1, "malformed_label_line": 2}
+    assert len(records) == 1 and records[0].boxes.tolist() == [[0.5, 0.5, 0.20000000298023224, 0.20000000298023224]]
+    assert f"{labels / 'a.txt'}:2: duplicate label line dropped" in caplog.text
+    assert f"{labels / 'a.txt'}:3: coordinate outside 0..1" in caplog.text
+    assert f"{labels / 'a.txt'}:4: coordinate outside 0..1" in caplog.text

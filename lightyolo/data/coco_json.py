@@ -12,8 +12,7 @@ What a run needs from the json:
 - training records: one `ImageRecord` per image (sorted by file name, as YOLOv5 lists image
   files), boxes normalised to cx, cy, w, h and clipped to the image, crowd regions left out,
   images without annotations kept as backgrounds; `image_id` is the json's id and
-  width/height are the json's (not checked against the file header: that would open every
-  image, minutes on COCO train; on coco128 they agree with the EXIF-oriented headers);
+  width/height are the json's;
 - the contiguous class index 0..nc-1 <-> json category id map (categories sorted by id);
 - the evaluation ground truth: the json's own images, annotations (crowd regions and
   segmentation areas included, which decide COCO's ignore regions and small/medium/large)
@@ -28,9 +27,12 @@ benchmarks/coco_json_scale.py).
 
 Defects are reported and skipped, never silently lost: each gets a logging warning naming
 the json and the image id / annotation id / file name, and is counted under a stable key
-(the Counter returned). An image whose file is missing is left out of the training records
-*and* of the ground truth (with its annotations), so evaluation never counts objects on an
-image nobody could predict. A file that is not a COCO detection json raises a one-line error.
+(the Counter returned). Every image file is checked once (`lightyolo.data.image_check`:
+unreadable, truncated, zero-byte, ...; results cached in `cache_dir/image_check` by file size
+and mtime), and its EXIF-oriented size must be the json's. An image whose file is missing, bad, or of
+another size is left out of the training records *and* of the ground truth (with its
+annotations), so evaluation never counts objects on an image nobody could predict. A file
+that is not a COCO detection json raises a one-line error.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from lightyolo.data.image_check import check_images
 from lightyolo.data.records import ImageRecord
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ UNKNOWN_CATEGORY_ID = "unknown_category_id"
 MALFORMED_BBOX = "malformed_bbox"
 DEGENERATE_BBOX = "degenerate_bbox"  # no area left inside the image: kept in the GT only
 RENUMBERED_ANNOTATION_IDS = "renumbered_annotation_ids"
+IMAGE_SIZE_MISMATCH = "image_size_mismatch"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ def read_coco_json(
         log.warning("%s: image %d: file %s not found; image and its annotations left out",
                     annotations, parsed.image_ids[index], images_dir / str(parsed.file_names[index]))
     issues[MISSING_IMAGE_FILE] += int((~kept).sum())
+    kept = _usable_images(images_dir, annotations, parsed, kept, cache_dir, issues)
 
     boxes, trainable = _training_boxes(parsed, annotations, issues)
     trainable &= kept[parsed.ann_image]
@@ -328,6 +333,31 @@ def _images_with_files(images_dir: Path, file_names: np.ndarray) -> np.ndarray:
         (name in listed if "/" not in name else (images_dir / name).is_file() for name in file_names.tolist()),
         dtype=bool, count=len(file_names),
     )
+
+
+def _usable_images(images_dir: Path, annotations: Path, parsed: ParsedCocoJson, kept: np.ndarray,
+                   cache_dir: Path | None, issues: Counter) -> np.ndarray:
+    """`kept` minus the images that fail the file check or whose EXIF-oriented size is not the
+    json's (their boxes would not match the decoded pixels); each is logged and counted."""
+    indices = np.flatnonzero(kept).tolist()
+    paths = [images_dir / str(parsed.file_names[index]) for index in indices]
+    checks = check_images(paths, Path(cache_dir).expanduser() / "image_check" if cache_dir is not None else None)
+    usable = kept.copy()
+    for index, path, check in zip(indices, paths, checks):
+        json_size = (int(parsed.widths[index]), int(parsed.heights[index]))
+        if not check.ok:
+            log.warning("%s: image %d: %s: %s; image and its annotations left out (%s)", annotations,
+                        parsed.image_ids[index], path, check.reason, check.key)
+            issues[check.key] += 1
+        elif (check.width, check.height) != json_size:
+            log.warning("%s: image %d: %s is %dx%d as displayed (EXIF orientation applied), the json says "
+                        "%dx%d; image and its annotations left out (%s)", annotations, parsed.image_ids[index],
+                        path, check.width, check.height, *json_size, IMAGE_SIZE_MISMATCH)
+            issues[IMAGE_SIZE_MISMATCH] += 1
+        else:
+            continue
+        usable[index] = False
+    return usable
 
 
 def _training_boxes(parsed: ParsedCocoJson, annotations: Path, issues: Counter) -> tuple[np.ndarray, np.ndarray]:

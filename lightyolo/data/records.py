@@ -36,8 +36,10 @@ class DatasetSpec:
     `category_ids[i]` is the id evaluation reports class i under (the json's category id for
     COCO-json datasets, i otherwise). `val_coco_gt` is the dataset's own COCO ground-truth
     dict when it has one; None means evaluation converts the val records in memory.
-    `issues` counts what readers reported and skipped (corrupt images, malformed label
-    lines, orphan label files, ...), for the run's log.
+    `test` is the optional held-out split (None when the dataset has none): model selection
+    uses val, reporting uses test; `test_coco_gt` is its own COCO ground truth, like
+    `val_coco_gt`. `issues` counts what readers reported and skipped (corrupt images,
+    malformed label lines, orphan label files, ...) as "<split>/<key>", for the run's log.
     """
 
     name: str
@@ -47,6 +49,8 @@ class DatasetSpec:
     category_ids: list[int] = field(default_factory=list)
     val_coco_gt: dict | None = None
     issues: dict[str, int] = field(default_factory=dict)
+    test: list[ImageRecord] | None = None
+    test_coco_gt: dict | None = None
 
     def __post_init__(self) -> None:
         if not self.category_ids:

@@ -8,9 +8,11 @@ YOLO-format folder (JPEG images, `labels/*.txt`, `data.yaml`) read back by
 `lightyolo.data.yolo_format`.
 
 Everything is a pure function of the generation parameters: image i of a split is drawn from
-`numpy.random.default_rng([seed, split, i])`, so a split does not depend on the other split's
-size. `ensure_shapes_dataset` caches the folder under `root/<hash of parameters + version>`
-and is safe when several processes call it at once (file lock + atomic rename).
+`numpy.random.default_rng([seed, split, i])` (split 0 train, 1 val, 2 test), so a split does
+not depend on the other splits' sizes, and adding the test split left the train and val
+images byte-identical. `ensure_shapes_dataset` caches the folder under
+`root/<hash of parameters + version>` and is safe when several processes call it at once
+(file lock + atomic rename).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from PIL import Image, ImageDraw
 SHAPE_NAMES = ("circle", "square", "triangle", "cross")
 # Bump when rendering changes, so caches made by older code are not reused.
 GENERATOR_VERSION = 1
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")  # the index is the split's seed stream
 BACKGROUND_PROBABILITY = 0.05
 SIZE_RANGE = (0.10, 0.55)  # object side as a fraction of the image side
 MAX_HIDDEN_FRACTION = 0.4
@@ -40,13 +42,15 @@ JPEG_QUALITY = 92
 
 
 def ensure_shapes_dataset(root: str | Path, *, num_train: int, num_val: int, image_size: int,
-                          seed: int, max_objects: int = 6) -> Path:
+                          seed: int, max_objects: int = 6, num_test: int = 0) -> Path:
     """Folder of the shapes dataset for these parameters, generating it on first use."""
-    params = {"num_train": num_train, "num_val": num_val, "image_size": image_size,
+    params = {"num_train": num_train, "num_val": num_val, "num_test": num_test, "image_size": image_size,
               "seed": seed, "max_objects": max_objects, "version": GENERATOR_VERSION}
     for key in ("num_train", "num_val", "image_size", "max_objects"):
         if int(params[key]) < 1:
             raise ValueError(f"dataset.{key}={params[key]}: expected a positive integer")
+    if int(num_test) < 0:
+        raise ValueError(f"dataset.num_test={num_test}: expected 0 (no test split) or a positive integer")
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -56,7 +60,7 @@ def ensure_shapes_dataset(root: str | Path, *, num_train: int, num_val: int, ima
             return folder
         tmp = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=root))
         try:
-            write_shapes_dataset(tmp, num_train=num_train, num_val=num_val,
+            write_shapes_dataset(tmp, num_train=num_train, num_val=num_val, num_test=num_test,
                                  image_size=image_size, seed=seed, max_objects=max_objects)
             (tmp / "params.json").write_text(json.dumps(params, indent=1, sort_keys=True))
             os.replace(tmp, folder)
@@ -67,9 +71,12 @@ def ensure_shapes_dataset(root: str | Path, *, num_train: int, num_val: int, ima
 
 
 def write_shapes_dataset(out_dir: Path, *, num_train: int, num_val: int, image_size: int,
-                         seed: int, max_objects: int = 6) -> None:
-    """Write `images/{train,val}`, `labels/{train,val}` and `data.yaml` under `out_dir`."""
-    for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+                         seed: int, max_objects: int = 6, num_test: int = 0) -> None:
+    """Write `images/{train,val,test}`, `labels/{train,val,test}` and `data.yaml` under
+    `out_dir` (no test folders when `num_test` is 0)."""
+    for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val, num_test))):
+        if not count:
+            continue
         images_dir = out_dir / "images" / split
         labels_dir = out_dir / "labels" / split
         images_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +91,7 @@ def write_shapes_dataset(out_dir: Path, *, num_train: int, num_val: int, image_s
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(SHAPE_NAMES))
     (out_dir / "data.yaml").write_text(
         f"# synthetic shapes, generator version {GENERATOR_VERSION}\npath: .\n"
-        f"train: images/train\nval: images/val\nnames:\n{names}\n")
+        f"train: images/train\nval: images/val\n{'test: images/test' if num_test else ''}\nnames:\n{names}\n")
 
 
 def render_image(rng: np.random.Generator, size: int, max_objects: int

@@ -10,6 +10,7 @@ import pytest
 
 from lightyolo.report.aggregate import (
     Baseline,
+    add_comparisons,
     add_deltas,
     add_pareto_flags,
     aggregate_variants,
@@ -17,7 +18,7 @@ from lightyolo.report.aggregate import (
     pareto_optimal,
 )
 from lightyolo.report.collect import runs_table
-from lightyolo.report.tables import main_table, one_factor_tables, spread_verdict
+from lightyolo.report.tables import comparison_verdict, main_table, one_factor_tables
 
 BASELINE = Baseline("c3", "pan", "conv")
 
@@ -78,7 +79,13 @@ def runs() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
-    return add_pareto_flags(add_deltas(aggregate_variants(runs), BASELINE))
+    return report_variants(runs)
+
+
+def report_variants(runs: pd.DataFrame) -> pd.DataFrame:
+    """What write_report builds from the runs."""
+    compared = add_comparisons(add_deltas(aggregate_variants(runs), BASELINE), runs, BASELINE)
+    return add_pareto_flags(compared, runs)
 
 
 def variant(variants: pd.DataFrame, name: str) -> pd.Series:
@@ -139,25 +146,27 @@ def test_failed_running_and_missing_cells(variants: pd.DataFrame) -> None:
 
 def test_deltas_against_the_baseline(variants: pd.DataFrame) -> None:
     ghost = variant(variants, "ghost/pan/conv")
-    assert ghost["delta_map50_95_pts"] == pytest.approx(-2.0)
-    assert ghost["delta_map50_pts"] == pytest.approx(-2.0)
+    assert ghost["delta_map50_95"] == pytest.approx(-2.0)
+    assert ghost["delta_map50"] == pytest.approx(-2.0)
     assert ghost["delta_params_pct"] == pytest.approx(-25.0)
     assert ghost["delta_gflops_pct"] == pytest.approx(-50.0)
     assert ghost["speedup"] == pytest.approx(2.0)
     slim = variant(variants, "c3/slim/conv")
-    assert slim["delta_map50_95_pts"] == pytest.approx(4.0)
+    assert slim["delta_map50_95"] == pytest.approx(4.0)
     assert slim["speedup"] == pytest.approx(1.0)
-    assert variant(variants, "c3/pan/conv")["delta_map50_95_pts"] == pytest.approx(0.0)
+    assert variant(variants, "c3/pan/conv")["delta_map50_95"] == pytest.approx(0.0)
 
 
-def test_delta_is_compared_with_the_seed_spread(variants: pd.DataFrame) -> None:
+def test_delta_carries_a_paired_interval(variants: pd.DataFrame) -> None:
     ghost = variant(variants, "ghost/pan/conv")
-    # |−2.0| pts against 1.41 + 1.41 pts of spread: not distinguishable.
-    assert not ghost["map50_95_beyond_spread"]
-    assert spread_verdict(ghost).startswith("NOT larger than the seed spread")
+    # seeds 0, 1 on both sides: paired differences −2 and −2 pts: no spread, so no p-value.
+    assert ghost["test"] == "paired t"
+    assert ghost["delta_map50_95_ci_low"] == pytest.approx(-2.0)
+    assert not ghost["significant"]
     slim = variant(variants, "c3/slim/conv")
-    assert pd.isna(slim["map50_95_beyond_spread"])
-    assert spread_verdict(slim).startswith("single seed")
+    assert math.isnan(slim["delta_map50_95_ci_low"]) and math.isnan(slim["p_holm"])
+    assert comparison_verdict(slim).startswith("spread unknown")
+    assert comparison_verdict(variant(variants, "c3/pan/conv")) == "baseline"
 
 
 def test_pareto_flags_per_cost(variants: pd.DataFrame) -> None:
@@ -169,10 +178,11 @@ def test_pareto_flags_per_cost(variants: pd.DataFrame) -> None:
 
 
 def test_deltas_are_nan_where_the_baseline_did_not_complete(runs: pd.DataFrame) -> None:
-    other_size = runs[runs["run_name"] == "ghost-pan-conv-s0"].assign(img_size=640)
+    other = raw_run("ghost/pan/conv", 0, "completed", 20, **metrics(0.28, 2.0, 5.5, 1.5e6))
+    other_size = runs_table(pd.DataFrame([{**other, "params.train.img_size": "640"}]))
     variants = add_deltas(aggregate_variants(pd.concat([runs, other_size])), BASELINE)
     ghost_640 = variants[(variants["img_size"] == 640) & (variants["status"] == "completed")]
-    assert len(ghost_640) == 1 and math.isnan(ghost_640["delta_map50_95_pts"].iloc[0])
+    assert len(ghost_640) == 1 and math.isnan(ghost_640["delta_map50_95"].iloc[0])
 
 
 def test_one_factor_rows_hold_the_other_factors_at_the_baseline(variants: pd.DataFrame) -> None:
@@ -187,10 +197,10 @@ def test_markdown_marks_failed_and_missing_cells(variants: pd.DataFrame) -> None
     assert len(lines) == 2 + 8
     assert "**failed**: RuntimeError: boom" in table
     assert table.count("**missing**") == 4
-    assert "| 31.0 ± 1.4 |" in table and "| -2.0 | -25.0 % | -50.0 % | 2.00× |" in table
+    assert "| 31.0 ± 1.4 |" in table and "| -2.0 [-2.0, -2.0] | — | -25.0 % | -50.0 % | 2.00× |" in table
     factor = one_factor_tables(variants, BASELINE)
     assert "### Effect of the backbone" in factor and "### Effect of the neck" in factor
-    assert "NOT larger than the seed spread" in factor
+    assert "spread unknown" in factor
 
 
 def test_runs_without_a_seed_each_count_as_a_seed() -> None:
@@ -205,5 +215,6 @@ def test_runs_without_a_seed_each_count_as_a_seed() -> None:
     assert seeded["n_seeds"] == 1 and seeded["map50_95_mean"] == pytest.approx(0.34)  # newest
 
 
-def test_the_baseline_is_not_compared_with_its_own_spread(variants: pd.DataFrame) -> None:
-    assert pd.isna(variant(variants, "c3/pan/conv")["map50_95_beyond_spread"])
+def test_the_baseline_is_not_compared_with_itself(variants: pd.DataFrame) -> None:
+    base = variant(variants, "c3/pan/conv")
+    assert base["verdict"] == "" and math.isnan(base["p_value"])

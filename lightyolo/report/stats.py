@@ -63,7 +63,7 @@ def compare_seeds(variant: Mapping[int, float], baseline: Mapping[int, float]) -
         seeds = sorted(v)
         x, y = np.array([v[s] for s in seeds]), np.array([b[s] for s in seeds])
         sd = float(np.std(x - y, ddof=1))
-        if sd == 0.0:  # identical differences: no spread to test against
+        if _no_spread(sd, x, y):  # identical differences: no spread to test against
             return Comparison(delta, delta, delta, math.nan, "paired t", len(v), len(b), 0.0)
         result = stats.ttest_rel(x, y)
         interval = result.confidence_interval(CONFIDENCE)
@@ -73,13 +73,18 @@ def compare_seeds(variant: Mapping[int, float], baseline: Mapping[int, float]) -
     x, y = np.array(list(v.values())), np.array(list(b.values()))
     pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1))
                        / (len(x) + len(y) - 2))
-    if pooled == 0.0:
+    if _no_spread(pooled, x, y):
         return Comparison(delta, delta, delta, math.nan, "Welch t", len(v), len(b), 0.0)
     result = stats.ttest_ind(x, y, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
     effect = _independent_effect(len(x), len(y))
     return Comparison(delta, float(interval.low), float(interval.high), float(result.pvalue),
                       "Welch t", len(v), len(b), effect * pooled)
+
+
+def _no_spread(sd: float, x: np.ndarray, y: np.ndarray) -> bool:
+    """sd zero up to float rounding of the values (0.28 − 0.30 vs 0.30 − 0.32)."""
+    return sd <= 1e-9 * max(1.0, float(np.abs(x).max()), float(np.abs(y).max()))
 
 
 @lru_cache(maxsize=None)
@@ -132,6 +137,9 @@ def verdict(comparison: Comparison, p_holm: float, *, unit: str = "pts", digits:
         seeds = min(c.n_variant, c.n_baseline)
         return (f"spread unknown ({seeds} seed{'s' if seeds != 1 else ''} on one side): "
                 f"Δ {c.delta:+.{digits}f} {unit} may be noise")
+    if math.isnan(c.p_value):
+        return (f"Δ {c.delta:+.{digits}f} {unit} identical on every seed (zero spread): "
+                "no test possible")
     interval = _interval(c.ci_low, c.ci_high, digits)
     direction = "better" if c.delta > 0 else "worse"
     size = f"{abs(c.delta):.{digits}f} {unit} {interval}"

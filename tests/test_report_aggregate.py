@@ -18,6 +18,7 @@ from lightyolo.report.aggregate import (
     pareto_optimal,
 )
 from lightyolo.report.collect import runs_table
+from lightyolo.report.plots import _tradeoff_figure
 from lightyolo.report.tables import comparison_verdict, main_table, one_factor_tables
 
 BASELINE = Baseline("c3", "pan", "conv")
@@ -218,3 +219,15 @@ def test_runs_without_a_seed_each_count_as_a_seed() -> None:
 def test_the_baseline_is_not_compared_with_itself(variants: pd.DataFrame) -> None:
     base = variant(variants, "c3/pan/conv")
     assert base["verdict"] == "" and math.isnan(base["p_value"])
+
+
+def test_plots_draw_map_in_points_and_mark_undecided_points(variants: pd.DataFrame) -> None:
+    rows = variants[variants["status"] == "completed"]
+    figure = _tradeoff_figure(rows, "gflops", "GFLOPs", "pareto_gflops", "t")
+    axes = figure.axes[0]
+    plotted = sorted(y for line in axes.lines for y in line.get_ydata())
+    assert max(plotted) == pytest.approx(35.0) and min(plotted) > 20.0  # points, not 0.35
+    assert "points" in axes.get_ylabel()
+    legend = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert "Pareto-optimal" in legend
+    assert set(rows["pareto_gflops_status"]) <= {"optimal", "undecided", "dominated"}

@@ -186,7 +186,7 @@ def test_a_partial_grid_names_what_is_missing() -> None:
     partial = partial[~((partial["backbone"] == "c3") & (partial["neck"] == "pan")
                         & (partial["operator"] == "conv") & (partial["seed"] > 0))]
     gaps = grid_gaps(partial, ("backbone", "neck", "operator"))
-    assert gaps == ["c3/pan/conv: 1 seed", "ghost/slim/involution: no run"]
+    assert gaps == ["c3/pan/conv: 1 seed", "ghost/slim/involution: no completed run"]
     with pytest.raises(ValueError, match="incomplete grid: c3/pan/conv: 1 seed"):
         factor_effects(partial, ("backbone", "neck", "operator"), "map50_95")
 

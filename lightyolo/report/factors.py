@@ -60,8 +60,9 @@ class FactorEffects:
 
 
 def grid_gaps(runs: pd.DataFrame, factors: Sequence[str]) -> list[str]:
-    """Why the grid of `runs` over `factors` cannot be analysed: the combinations with no
-    run, and those with fewer than 2 runs; empty when it is complete."""
+    """Why the grid of `runs` (the completed, included ones) over `factors` cannot be
+    analysed: the combinations with no run, and those with fewer than 2; empty when the grid
+    is complete."""
     levels = [sorted(runs[f].astype(str).unique()) for f in factors]
     counts = runs.astype({f: str for f in factors}).groupby(list(factors)).size()
     gaps = []
@@ -70,7 +71,7 @@ def grid_gaps(runs: pd.DataFrame, factors: Sequence[str]) -> list[str]:
             counts.get(combination[0], 0))
         if n < MIN_SEEDS:
             cell = "/".join(combination)
-            gaps.append(f"{cell}: {'no run' if n == 0 else f'{n} seed'}")
+            gaps.append(f"{cell}: {'no completed run' if n == 0 else f'{n} seed'}")
     return gaps
 
 

@@ -77,8 +77,9 @@ def conventions_block(
         f"{_distinct(runs['latency_threads'])} threads, on {_distinct(runs['latency_device'])}.",
         "- **Seeds**: mean ± sample std (ddof=1) over seeds, the newest completed run per seed; "
         "failed runs never enter a mean.",
-        f"- **Baseline**: {baseline} at the same scale, image size and dataset; ΔmAP in "
-        "points, Δparams and ΔGFLOPs in %, speed-up = baseline latency / latency.",
+        f"- **Baseline**: {baseline} of the same recipe (scale, image size, dataset and every "
+        "other identity key); ΔmAP in points, Δparams and ΔGFLOPs in %, speed-up = baseline "
+        "latency / latency.",
         f"- **Code**: lightyolo {_distinct(runs['lightyolo_version'])}, "
         f"git {_distinct(runs['git_sha'])}{_code_note(runs)}.",
         f"- **Rows**: one per (backbone, neck, operator) and recipe (the run's identity minus "

@@ -231,3 +231,59 @@ def test_plots_draw_map_in_points_and_mark_undecided_points(variants: pd.DataFra
     legend = [t.get_text() for t in axes.get_legend().get_texts()]
     assert "Pareto-optimal" in legend
     assert set(rows["pareto_gflops_status"]) <= {"optimal", "undecided", "dominated"}
+
+
+def test_runs_without_identity_tags_split_by_code_version_and_reuse_joins_them() -> None:
+    """Runs logged before the identity tags fall back on lightyolo_version / git_sha; runs
+    tagged reuse_across_code=true were kept across code versions: one row, and it is said."""
+    rows = []
+    for start, (seed, sha) in enumerate([(0, "aaa"), (1, "aaa"), (0, "bbb"), (1, "bbb")]):
+        run = raw_run("c3/pan/conv", seed, "completed", start, **metrics(0.3 + seed / 100, 4, 10, 2e6))
+        rows.append({**run, "tags.git_sha": sha, "tags.lightyolo_version": "0.1.0"})
+    variants = report_variants(runs_table(pd.DataFrame(rows)))
+    assert sorted(variants["recipe_diff"]) == ["code=0.1.0 aaa", "code=0.1.0 bbb"]
+    assert variants["n_seeds"].tolist() == [2, 2]
+    reused = runs_table(pd.DataFrame([{**r, "tags.reuse_across_code": "true"} for r in rows]))
+    joined = report_variants(reused)
+    assert len(joined) == 1 and joined["n_seeds"].iloc[0] == 2  # newest run per seed
+    from lightyolo.report.tables import conventions_block
+    text = conventions_block(reused, joined, experiment="e", tracking_uri="u", baseline=BASELINE)
+    assert "4 run(s) kept across code versions" in text
+
+
+def test_val_equal_to_train_is_warned() -> None:
+    run = raw_run("c3/pan/conv", 0, "completed", 1, **metrics(0.3, 4, 10, 2e6))
+    split = {"images": "images/train2017", "labels": "labels/train2017"}
+    for part in ("train", "val"):
+        run.update({f"params.dataset.{part}.{k}": v for k, v in split.items()})
+    runs = runs_table(pd.DataFrame([run, {**run, "run_id": "x", "tags.eval_split": "val"}]))
+    from lightyolo.report.tables import conventions_block
+    text = conventions_block(runs, report_variants(runs), experiment="e", tracking_uri="u",
+                             baseline=BASELINE)
+    assert "**Warning: val is the train set** for shapes" in text
+
+
+def test_factor_effects_section_of_a_complete_grid_of_logged_runs() -> None:
+    """A complete 2 × 2 grid (backbone × neck), 3 seeds, in the shape collect.py produces:
+    the slim neck costs 2 pts whatever the backbone, ghost costs 1 pt."""
+    rng = np.random.default_rng(5)
+    rows, start = [], 0
+    for backbone in ("c3", "ghost"):
+        for neck in ("pan", "slim"):
+            for seed in range(3):
+                value = 0.30 - 0.02 * (neck == "slim") - 0.01 * (backbone == "ghost")
+                value += rng.normal(0, 0.0003)
+                start += 1
+                rows.append(raw_run(f"{backbone}/{neck}/conv", seed, "completed", start,
+                                    **metrics(value, 4.0, 10.0, 2e6)))
+    runs = runs_table(pd.DataFrame(rows))
+    from lightyolo.report.tables import factor_effects_section
+    text = factor_effects_section(runs, report_variants(runs), BASELINE)
+    assert "### backbone × neck" in text
+    assert "**neck slim** vs pan: costs 2.0 pts" in text
+    assert "**backbone ghost** vs c3: costs 1.0 pts" in text
+    assert "(p_holm 0.000), whatever the backbone (no interaction detected)." in text
+    assert "backbone × neck: no interaction detected" in text
+    partial = runs[~((runs["backbone"] == "ghost") & (runs["neck"] == "slim"))]
+    text = factor_effects_section(partial, report_variants(partial), BASELINE)
+    assert "Incomplete grid" in text and "ghost/slim: no completed run" in text

@@ -163,16 +163,15 @@ def effects_markdown(effects: FactorEffects, *, unit: str = "pts", digits: int =
         if others and not interacting:
             qualifier = f", whatever the {' and '.join(others)} (no interaction detected)"
         elif interacting:
-            qualifier = ", but it depends on the " + " and ".join(
-                next(f for f in i.factors if f != e.factor) for i in interacting
+            qualifier = f", averaged over {', '.join(others)}, but it depends on the " + (
+                " and ".join(next(f for f in i.factors if f != e.factor) for i in interacting)
             ) + " (see the interactions)"
-        averaged = f", averaged over {', '.join(others)}" if others else ""
         significant = "" if e.p_holm < ALPHA else ": not significant"
         direction = "gains" if e.effect > 0 else "costs"
         lines.append(
             f"- **{e.factor} {e.level}** vs {e.reference}: {direction} "
             f"{abs(e.effect):.{digits}f} {unit} [{e.ci_low:+.{digits}f}, {e.ci_high:+.{digits}f}]"
-            f" (p_holm {e.p_holm:.3f}{significant}){averaged}{qualifier}."
+            f" (p_holm {e.p_holm:.3f}{significant}){qualifier}."
         )
     for i in effects.interactions:
         a, b = i.factors

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,52 @@ def _sources_digest(root: str, sources: tuple[tuple[str, int, int], ...]) -> str
         sha.update(name.encode() + b"\0")
         sha.update((Path(root) / name).read_bytes() + b"\0")
     return sha.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class CellIdentity:
+    """Everything a run is identified by, and the tags that record it."""
+
+    config_hash: str  # the cell: look a completed run up by this
+    recipe_hash: str  # the cell without the code: looked up instead when reuse_across_code
+    variant_hash: str  # the cell minus the seed: one report row
+    code_identity: str
+    dataset_fingerprint: str
+    weights_digest: str | None
+    reuse_across_code: bool
+
+    @property
+    def lookup(self) -> tuple[str, str]:
+        """(tag, value) a completed run of this cell is found by."""
+        if self.reuse_across_code:
+            return "recipe_hash", self.recipe_hash
+        return "config_hash", self.config_hash
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "config_hash": self.config_hash,
+            "recipe_hash": self.recipe_hash,
+            "variant_hash": self.variant_hash,
+            "code_identity": self.code_identity,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "weights_digest": self.weights_digest or "none",
+            REUSE_KEY: str(self.reuse_across_code).lower(),
+        }
+
+
+def cell_identity(config: Mapping[str, Any], spec: DatasetSpec,
+                  weights: str | Path | None) -> CellIdentity:
+    """The identity of the cell `config` describes, with its dataset and weights file."""
+    parts = {
+        "dataset_fingerprint": dataset_fingerprint(spec),
+        "weights_digest": weights_digest(weights) if weights else None,
+    }
+    code = code_identity()
+    return CellIdentity(
+        config_hash=config_hash(config, **parts, code_identity=code),
+        recipe_hash=config_hash(config, **parts, code_identity=None),
+        variant_hash=variant_hash(config, **parts, code_identity=code),
+        code_identity=code,
+        reuse_across_code=bool(config.get(REUSE_KEY, False)),
+        **parts,
+    )

@@ -156,3 +156,25 @@ def test_variant_hash_is_the_identity_minus_the_seed(tmp_path) -> None:
     longer = resolved(base + ["train.epochs=3"])
     assert identity.variant_key(longer) != identity.variant_key(seeds[0])
     assert identity.variant_hash(longer, **kwargs) != identity.variant_hash(seeds[0], **kwargs)
+
+
+def test_cell_identity_gathers_the_parts_and_the_lookup_follows_the_reuse_key(tmp_path, images) -> None:
+    spec = spec_of(coco128_subset(tmp_path / "A", images[:3]))
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    config = resolved(["dataset=coco128", f"dataset.root={tmp_path / 'A'}",
+                       f"model.weights={weights}"])
+    cell = identity.cell_identity(config, spec, config["model"]["weights"])
+    assert cell.dataset_fingerprint == identity.dataset_fingerprint(spec)
+    assert cell.weights_digest == identity.weights_digest(weights)
+    assert cell.config_hash == identity.config_hash(
+        config, dataset_fingerprint=cell.dataset_fingerprint,
+        weights_digest=cell.weights_digest, code_identity=identity.code_identity())
+    assert cell.lookup == ("config_hash", cell.config_hash)
+    assert cell.tags()["reuse_across_code"] == "false"
+    reused = identity.cell_identity({**config, "reuse_across_code": True}, spec, weights)
+    assert reused.lookup == ("recipe_hash", cell.recipe_hash)  # same cell, code left out
+    assert reused.config_hash == cell.config_hash
+    no_weights = identity.cell_identity({**config, "model": {**config["model"], "weights": None}},
+                                        spec, None)
+    assert no_weights.tags()["weights_digest"] == "none"

@@ -287,3 +287,26 @@ def test_factor_effects_section_of_a_complete_grid_of_logged_runs() -> None:
     partial = runs[~((runs["backbone"] == "ghost") & (runs["neck"] == "slim"))]
     text = factor_effects_section(partial, report_variants(partial), BASELINE)
     assert "Incomplete grid" in text and "ghost/slim: no completed run" in text
+
+
+def test_speedups_from_the_bench_stage_intervals() -> None:
+    rows = []
+    for start, (name, median) in enumerate([("c3/pan/conv", 20.0), ("ghost/pan/conv", 10.0)]):
+        for seed in (0, 1):
+            run = raw_run(name, seed, "completed", 2 * start + seed, **metrics(0.3, 4, 10, 2e6))
+            run.update({"metrics.bench/ort_cpu/median_ms": median + seed,
+                        "metrics.bench/ort_cpu/ci_low_ms": median + seed - 0.5,
+                        "metrics.bench/ort_cpu/ci_high_ms": median + seed + 0.5})
+            rows.append(run)
+    runs = runs_table(pd.DataFrame(rows))
+    from lightyolo.report.aggregate import add_speedups
+    variants = add_speedups(add_deltas(aggregate_variants(runs), BASELINE), runs, BASELINE)
+    ghost = variant(variants, "ghost/pan/conv")
+    assert ghost["speedup_ort_cpu"] == pytest.approx(20.5 / 10.5)
+    assert ghost["speedup_ort_cpu_low"] == pytest.approx(19.5 / 11.5)  # envelope of the seeds
+    assert ghost["speedup_ort_cpu_high"] == pytest.approx(21.5 / 9.5)
+    assert ghost["speedup_ort_cpu_verdict"].startswith("faster: 1.95×")
+    assert variant(variants, "c3/pan/conv")["speedup_ort_cpu"] == pytest.approx(1.0)
+    compared = add_comparisons(variants, runs, BASELINE)
+    table = one_factor_tables(compared, BASELINE)
+    assert "speed-up ort_cpu [interval]" in table and "faster: 1.95× [1.70, 2.26]" in table

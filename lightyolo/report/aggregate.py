@@ -30,6 +30,8 @@ from lightyolo.report.collect import (
     FACTOR_KEYS,
     FINAL_METRICS,
     VARIANT_KEYS,
+    BENCH_PARTS,
+    bench_methods,
     recipe_differences,
 )
 
@@ -257,6 +259,41 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
                     out.loc[index, "test"] = c.test
                     out.loc[index, "significant"] = stats.is_significant(c, p_holm)
                     out.loc[index, "verdict"] = stats.verdict(c, p_holm)
+    return out
+
+
+def add_speedups(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
+    """Per latency method the bench stage measured: `speedup_<method>` with
+    `speedup_<method>_low` / `_high` (stats.speedup_interval) and `speedup_<method>_verdict`,
+    against the baseline of the same recipe. A variant's latency is the median over its
+    seeds' medians, its interval the envelope of theirs (lowest low, highest high)."""
+    out = variants.copy()
+    methods = bench_methods(runs.columns)
+    if not methods:
+        return out
+    used = included_runs(runs)
+    keys = [*FACTOR_KEYS, "recipe"]
+    for method in methods:
+        median, low, high = (f"bench/{method}/{part}" for part in BENCH_PARTS)
+        summary = used.groupby(keys, sort=False).agg(
+            median=(median, "median"), low=(low, "min"), high=(high, "max")
+        )
+        columns = {f"speedup_{method}{s}": [] for s in ("", "_low", "_high", "_verdict")}
+        for _, row in out.iterrows():
+            mine = summary.reindex([(row["backbone"], row["neck"], row["operator"], row["recipe"])])
+            base = summary.reindex([(*baseline, row["recipe"])])
+            m, b = mine.iloc[0], base.iloc[0]
+            if pd.isna(m["median"]) or pd.isna(b["median"]):
+                speed = None
+            else:
+                speed = stats.speedup_interval(b["median"], b["low"], b["high"],
+                                               m["median"], m["low"], m["high"])
+            columns[f"speedup_{method}"].append(np.nan if speed is None else speed.ratio)
+            columns[f"speedup_{method}_low"].append(np.nan if speed is None else speed.low)
+            columns[f"speedup_{method}_high"].append(np.nan if speed is None else speed.high)
+            columns[f"speedup_{method}_verdict"].append("" if speed is None else speed.words())
+        for name, values in columns.items():
+            out[name] = values
     return out
 
 

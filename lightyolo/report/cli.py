@@ -22,6 +22,7 @@ from lightyolo.report.aggregate import (
     add_comparisons,
     add_deltas,
     add_pareto_flags,
+    add_speedups,
     aggregate_variants,
     included_runs,
 )
@@ -97,7 +98,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
             f"({len(runs)} runs read); nothing to report"
         )
     variants = add_comparisons(add_deltas(aggregate_variants(runs), baseline), runs, baseline)
-    variants = add_pareto_flags(variants, runs)
+    variants = add_pareto_flags(add_speedups(variants, runs, baseline), runs)
 
     out_root = Path(options.out) if Path(options.out).is_absolute() else cwd / options.out
     directory = out_root / re.sub(r"[^A-Za-z0-9._-]", "_", experiment)

@@ -74,6 +74,8 @@ FINGERPRINT_TAGS: dict[str, str] = {
     "tags.weights_digest": "weights content",
 }
 CODE_ITEM = "code"
+# The bench stage's per-cell latency summary: metrics bench/<method>/<part>.
+BENCH_PARTS: tuple[str, ...] = ("median_ms", "ci_low_ms", "ci_high_ms")
 
 UNKNOWN = "-"  # shown for a coordinate a run did not log
 FINAL_STATUSES = ("completed", "failed")
@@ -143,7 +145,23 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     for metric in FINAL_METRICS:
         column = f"metrics.{metric}"
         runs[metric] = raw[column].astype(float) if column in raw else np.nan
+    for method in bench_methods(raw.columns):
+        for part in BENCH_PARTS:
+            column = f"metrics.bench/{method}/{part}"
+            runs[f"bench/{method}/{part}"] = raw[column].astype(float) if column in raw else np.nan
     return runs
+
+
+def bench_methods(columns) -> list[str]:
+    """The latency methods the bench stage logged (`bench/<method>/median_ms` metrics, or
+    in a runs table `bench/<method>/median_ms` columns)."""
+    methods = set()
+    for column in columns:
+        name = column[len("metrics."):] if column.startswith("metrics.") else column
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "bench" and parts[2] == "median_ms":
+            methods.add(parts[1])
+    return sorted(methods)
 
 
 def _recipe_items(row: pd.Series) -> dict[str, str]:

@@ -288,6 +288,9 @@ def _factor_table(rows: pd.DataFrame, factor: str) -> str:
         factor, "seeds", "params (M)", "Δparams", "GFLOPs", "ΔGFLOPs", "mAP50", "mAP50-95",
         "ΔmAP50-95 (pts) [95 % CI]", "p", "p_holm", "latency (ms)", "speed-up", "verdict",
     ]
+    methods = [c[len("speedup_"):-len("_verdict")] for c in rows.columns
+               if c.startswith("speedup_") and c.endswith("_verdict")]
+    header += [f"speed-up {m} [interval]" for m in methods]
     body = []
     for _, v in rows.iterrows():
         body.append([
@@ -305,6 +308,7 @@ def _factor_table(rows: pd.DataFrame, factor: str) -> str:
             mean_std(v["latency_ms_mean"], v["latency_ms_std"], 2),
             DASH if pd.isna(v["speedup"]) else f"{v['speedup']:.2f}×",
             comparison_verdict(v),
+            *[v[f"speedup_{m}_verdict"] or DASH for m in methods],
         ])
     return markdown_table(header, body)
 

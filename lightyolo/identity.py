@@ -32,8 +32,8 @@ EXECUTION_KEYS: tuple[str, ...] = (
     "mlflow", "experiment",
     # whether to redo or reuse completed cells (the reuse key itself included)
     "rerun", "reuse_across_code",
-    # where the data lives and its parse caches: the content is fingerprinted instead
-    "dataset.root", "dataset.cache_dir", "train.cache_images",
+    # where the data and weights live, and parse caches: their content is fingerprinted
+    "dataset.root", "dataset.cache_dir", "train.cache_images", "model.weights",
     # hardware and parallelism: threads, device, data-loader workers
     "train.threads", "train.device", "train.workers",
     # latency measurement settings: they change the bench numbers' precision, not the model

@@ -105,6 +105,12 @@ def test_weights_with_the_same_path_but_other_content_are_another_cell(tmp_path)
     second = identity.weights_digest(weights)
     assert first != second
     assert cell_hash(config, weights=first) != cell_hash(config, weights=second)
+    # The same content under another path is the same cell: the path is not identity.
+    moved = tmp_path / "moved.pt"
+    moved.write_bytes(weights.read_bytes())
+    config_moved = resolved(tiny_overrides(tmp_path) + [f"model.weights={moved}"])
+    assert identity.weights_digest(moved) == second
+    assert cell_hash(config_moved, weights=second) == cell_hash(config, weights=second)
     with pytest.raises(FileNotFoundError, match="model.weights: .*nope.pt is not a file"):
         identity.weights_digest(tmp_path / "nope.pt")
 

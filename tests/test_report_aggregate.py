@@ -10,6 +10,7 @@ import pytest
 
 from lightyolo.report.aggregate import (
     Baseline,
+    add_comparisons,
     add_deltas,
     add_pareto_flags,
     aggregate_variants,
@@ -17,7 +18,8 @@ from lightyolo.report.aggregate import (
     pareto_optimal,
 )
 from lightyolo.report.collect import runs_table
-from lightyolo.report.tables import main_table, one_factor_tables, spread_verdict
+from lightyolo.report.plots import _tradeoff_figure
+from lightyolo.report.tables import comparison_verdict, main_table, one_factor_tables
 
 BASELINE = Baseline("c3", "pan", "conv")
 
@@ -78,7 +80,13 @@ def runs() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
-    return add_pareto_flags(add_deltas(aggregate_variants(runs), BASELINE))
+    return report_variants(runs)
+
+
+def report_variants(runs: pd.DataFrame) -> pd.DataFrame:
+    """What write_report builds from the runs."""
+    compared = add_comparisons(add_deltas(aggregate_variants(runs), BASELINE), runs, BASELINE)
+    return add_pareto_flags(compared, runs)
 
 
 def variant(variants: pd.DataFrame, name: str) -> pd.Series:
@@ -139,25 +147,27 @@ def test_failed_running_and_missing_cells(variants: pd.DataFrame) -> None:
 
 def test_deltas_against_the_baseline(variants: pd.DataFrame) -> None:
     ghost = variant(variants, "ghost/pan/conv")
-    assert ghost["delta_map50_95_pts"] == pytest.approx(-2.0)
-    assert ghost["delta_map50_pts"] == pytest.approx(-2.0)
+    assert ghost["delta_map50_95"] == pytest.approx(-2.0)
+    assert ghost["delta_map50"] == pytest.approx(-2.0)
     assert ghost["delta_params_pct"] == pytest.approx(-25.0)
     assert ghost["delta_gflops_pct"] == pytest.approx(-50.0)
     assert ghost["speedup"] == pytest.approx(2.0)
     slim = variant(variants, "c3/slim/conv")
-    assert slim["delta_map50_95_pts"] == pytest.approx(4.0)
+    assert slim["delta_map50_95"] == pytest.approx(4.0)
     assert slim["speedup"] == pytest.approx(1.0)
-    assert variant(variants, "c3/pan/conv")["delta_map50_95_pts"] == pytest.approx(0.0)
+    assert variant(variants, "c3/pan/conv")["delta_map50_95"] == pytest.approx(0.0)
 
 
-def test_delta_is_compared_with_the_seed_spread(variants: pd.DataFrame) -> None:
+def test_delta_carries_a_paired_interval(variants: pd.DataFrame) -> None:
     ghost = variant(variants, "ghost/pan/conv")
-    # |−2.0| pts against 1.41 + 1.41 pts of spread: not distinguishable.
-    assert not ghost["map50_95_beyond_spread"]
-    assert spread_verdict(ghost).startswith("NOT larger than the seed spread")
+    # seeds 0, 1 on both sides: paired differences −2 and −2 pts: no spread, so no p-value.
+    assert ghost["test"] == "paired t"
+    assert ghost["delta_map50_95_ci_low"] == pytest.approx(-2.0)
+    assert not ghost["significant"]
     slim = variant(variants, "c3/slim/conv")
-    assert pd.isna(slim["map50_95_beyond_spread"])
-    assert spread_verdict(slim).startswith("single seed")
+    assert math.isnan(slim["delta_map50_95_ci_low"]) and math.isnan(slim["p_holm"])
+    assert comparison_verdict(slim).startswith("spread unknown")
+    assert comparison_verdict(variant(variants, "c3/pan/conv")) == "baseline"
 
 
 def test_pareto_flags_per_cost(variants: pd.DataFrame) -> None:
@@ -169,10 +179,11 @@ def test_pareto_flags_per_cost(variants: pd.DataFrame) -> None:
 
 
 def test_deltas_are_nan_where_the_baseline_did_not_complete(runs: pd.DataFrame) -> None:
-    other_size = runs[runs["run_name"] == "ghost-pan-conv-s0"].assign(img_size=640)
+    other = raw_run("ghost/pan/conv", 0, "completed", 20, **metrics(0.28, 2.0, 5.5, 1.5e6))
+    other_size = runs_table(pd.DataFrame([{**other, "params.train.img_size": "640"}]))
     variants = add_deltas(aggregate_variants(pd.concat([runs, other_size])), BASELINE)
     ghost_640 = variants[(variants["img_size"] == 640) & (variants["status"] == "completed")]
-    assert len(ghost_640) == 1 and math.isnan(ghost_640["delta_map50_95_pts"].iloc[0])
+    assert len(ghost_640) == 1 and math.isnan(ghost_640["delta_map50_95"].iloc[0])
 
 
 def test_one_factor_rows_hold_the_other_factors_at_the_baseline(variants: pd.DataFrame) -> None:
@@ -187,10 +198,10 @@ def test_markdown_marks_failed_and_missing_cells(variants: pd.DataFrame) -> None
     assert len(lines) == 2 + 8
     assert "**failed**: RuntimeError: boom" in table
     assert table.count("**missing**") == 4
-    assert "| 31.0 ± 1.4 |" in table and "| -2.0 | -25.0 % | -50.0 % | 2.00× |" in table
+    assert "| 31.0 ± 1.4 |" in table and "| -2.0 [-2.0, -2.0] | — | -25.0 % | -50.0 % | 2.00× |" in table
     factor = one_factor_tables(variants, BASELINE)
     assert "### Effect of the backbone" in factor and "### Effect of the neck" in factor
-    assert "NOT larger than the seed spread" in factor
+    assert "spread unknown" in factor
 
 
 def test_runs_without_a_seed_each_count_as_a_seed() -> None:
@@ -205,5 +216,97 @@ def test_runs_without_a_seed_each_count_as_a_seed() -> None:
     assert seeded["n_seeds"] == 1 and seeded["map50_95_mean"] == pytest.approx(0.34)  # newest
 
 
-def test_the_baseline_is_not_compared_with_its_own_spread(variants: pd.DataFrame) -> None:
-    assert pd.isna(variant(variants, "c3/pan/conv")["map50_95_beyond_spread"])
+def test_the_baseline_is_not_compared_with_itself(variants: pd.DataFrame) -> None:
+    base = variant(variants, "c3/pan/conv")
+    assert base["verdict"] == "" and math.isnan(base["p_value"])
+
+
+def test_plots_draw_map_in_points_and_mark_undecided_points(variants: pd.DataFrame) -> None:
+    rows = variants[variants["status"] == "completed"]
+    figure = _tradeoff_figure(rows, "gflops", "GFLOPs", "pareto_gflops", "t")
+    axes = figure.axes[0]
+    plotted = sorted(y for line in axes.lines for y in line.get_ydata())
+    assert max(plotted) == pytest.approx(35.0) and min(plotted) > 20.0  # points, not 0.35
+    assert "points" in axes.get_ylabel()
+    legend = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert "Pareto-optimal" in legend
+    assert set(rows["pareto_gflops_status"]) <= {"optimal", "undecided", "dominated"}
+
+
+def test_runs_without_identity_tags_split_by_code_version_and_reuse_joins_them() -> None:
+    """Runs logged before the identity tags fall back on lightyolo_version / git_sha; runs
+    tagged reuse_across_code=true were kept across code versions: one row, and it is said."""
+    rows = []
+    for start, (seed, sha) in enumerate([(0, "aaa"), (1, "aaa"), (0, "bbb"), (1, "bbb")]):
+        run = raw_run("c3/pan/conv", seed, "completed", start, **metrics(0.3 + seed / 100, 4, 10, 2e6))
+        rows.append({**run, "tags.git_sha": sha, "tags.lightyolo_version": "0.1.0"})
+    variants = report_variants(runs_table(pd.DataFrame(rows)))
+    assert sorted(variants["recipe_diff"]) == ["code=0.1.0 aaa", "code=0.1.0 bbb"]
+    assert variants["n_seeds"].tolist() == [2, 2]
+    reused = runs_table(pd.DataFrame([{**r, "tags.reuse_across_code": "true"} for r in rows]))
+    joined = report_variants(reused)
+    assert len(joined) == 1 and joined["n_seeds"].iloc[0] == 2  # newest run per seed
+    from lightyolo.report.tables import conventions_block
+    text = conventions_block(reused, joined, experiment="e", tracking_uri="u", baseline=BASELINE)
+    assert "4 run(s) kept across code versions" in text
+
+
+def test_val_equal_to_train_is_warned() -> None:
+    run = raw_run("c3/pan/conv", 0, "completed", 1, **metrics(0.3, 4, 10, 2e6))
+    split = {"images": "images/train2017", "labels": "labels/train2017"}
+    for part in ("train", "val"):
+        run.update({f"params.dataset.{part}.{k}": v for k, v in split.items()})
+    runs = runs_table(pd.DataFrame([run, {**run, "run_id": "x", "tags.eval_split": "val"}]))
+    from lightyolo.report.tables import conventions_block
+    text = conventions_block(runs, report_variants(runs), experiment="e", tracking_uri="u",
+                             baseline=BASELINE)
+    assert "**Warning: val is the train set** for shapes" in text
+
+
+def test_factor_effects_section_of_a_complete_grid_of_logged_runs() -> None:
+    """A complete 2 × 2 grid (backbone × neck), 3 seeds, in the shape collect.py produces:
+    the slim neck costs 2 pts whatever the backbone, ghost costs 1 pt."""
+    rng = np.random.default_rng(5)
+    rows, start = [], 0
+    for backbone in ("c3", "ghost"):
+        for neck in ("pan", "slim"):
+            for seed in range(3):
+                value = 0.30 - 0.02 * (neck == "slim") - 0.01 * (backbone == "ghost")
+                value += rng.normal(0, 0.0003)
+                start += 1
+                rows.append(raw_run(f"{backbone}/{neck}/conv", seed, "completed", start,
+                                    **metrics(value, 4.0, 10.0, 2e6)))
+    runs = runs_table(pd.DataFrame(rows))
+    from lightyolo.report.tables import factor_effects_section
+    text = factor_effects_section(runs, report_variants(runs), BASELINE)
+    assert "### backbone × neck" in text
+    assert "**neck slim** vs pan: costs 2.0 pts" in text
+    assert "**backbone ghost** vs c3: costs 1.0 pts" in text
+    assert "(p_holm 0.000), whatever the backbone (no interaction detected)." in text
+    assert "backbone × neck: no interaction detected" in text
+    partial = runs[~((runs["backbone"] == "ghost") & (runs["neck"] == "slim"))]
+    text = factor_effects_section(partial, report_variants(partial), BASELINE)
+    assert "Incomplete grid" in text and "ghost/slim: no completed run" in text
+
+
+def test_speedups_from_the_bench_stage_intervals() -> None:
+    rows = []
+    for start, (name, median) in enumerate([("c3/pan/conv", 20.0), ("ghost/pan/conv", 10.0)]):
+        for seed in (0, 1):
+            run = raw_run(name, seed, "completed", 2 * start + seed, **metrics(0.3, 4, 10, 2e6))
+            run.update({"metrics.bench/ort_cpu/median_ms": median + seed,
+                        "metrics.bench/ort_cpu/ci_low_ms": median + seed - 0.5,
+                        "metrics.bench/ort_cpu/ci_high_ms": median + seed + 0.5})
+            rows.append(run)
+    runs = runs_table(pd.DataFrame(rows))
+    from lightyolo.report.aggregate import add_speedups
+    variants = add_speedups(add_deltas(aggregate_variants(runs), BASELINE), runs, BASELINE)
+    ghost = variant(variants, "ghost/pan/conv")
+    assert ghost["speedup_ort_cpu"] == pytest.approx(20.5 / 10.5)
+    assert ghost["speedup_ort_cpu_low"] == pytest.approx(19.5 / 11.5)  # envelope of the seeds
+    assert ghost["speedup_ort_cpu_high"] == pytest.approx(21.5 / 9.5)
+    assert ghost["speedup_ort_cpu_verdict"].startswith("faster: 1.95×")
+    assert variant(variants, "c3/pan/conv")["speedup_ort_cpu"] == pytest.approx(1.0)
+    compared = add_comparisons(variants, runs, BASELINE)
+    table = one_factor_tables(compared, BASELINE)
+    assert "speed-up ort_cpu [interval]" in table and "faster: 1.95× [1.70, 2.26]" in table

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from scipy import stats
+
 from lightyolo import tracking
 from lightyolo.report.cli import ReportOptions, main, parse_options, write_report
 from lightyolo.report.collect import UsageError
@@ -54,11 +56,12 @@ def final_metrics(map50_95: float, gflops: float, latency: float, params: int) -
     }
 
 
-def start_run(uri: str, variant: str, seed: int) -> tracking.RunTracker:
+def start_run(uri: str, variant: str, seed: int, *, experiment: str = EXPERIMENT,
+              epochs: int = 2, extra_tags: dict | None = None) -> tracking.RunTracker:
     backbone, neck, operator = variant.split("/")
     config = {
         "model": {"scale": "n"},
-        "train": {"img_size": 64, "epochs": 2},
+        "train": {"img_size": 64, "epochs": epochs, "threads": seed + 1},
         "dataset": {"name": "shapes"},
         "bench": {"warmup": 2, "iters": 5},
         "seed": seed,
@@ -66,10 +69,10 @@ def start_run(uri: str, variant: str, seed: int) -> tracking.RunTracker:
     tags = {
         "backbone": backbone, "neck": neck, "operator": operator, "dataset": "shapes",
         "seed": seed, "config_hash": f"{variant}-{seed}", "sweep_id": "sweep-1",
-        "git_sha": "abc1234", "lightyolo_version": "0.1.0",
+        "git_sha": "abc1234", "lightyolo_version": "0.1.0", **(extra_tags or {}),
     }
     return tracking.RunTracker.start(
-        uri, EXPERIMENT, run_name=f"{backbone}-{neck}-{operator}-s{seed}", tags=tags,
+        uri, experiment, run_name=f"{backbone}-{neck}-{operator}-s{seed}", tags=tags,
         params=tracking.flatten(config),
     )
 
@@ -124,11 +127,76 @@ def test_csv_means_and_stds_equal_the_logged_metrics(report) -> None:
 def test_csv_deltas_against_c3_pan_conv(report) -> None:
     table = pd.read_csv(report.variants_csv)
     ghost = variant_row(table, "ghost/pan/conv")
-    assert ghost["delta_map50_95_pts"] == pytest.approx((0.282 - 0.305) * 100)
+    assert ghost["delta_map50_95"] == pytest.approx((0.282 - 0.305) * 100)
     assert ghost["delta_gflops_pct"] == pytest.approx((2.5 / 4.5 - 1) * 100)
     assert ghost["delta_params_pct"] == pytest.approx((1_100_000 / 1_872_157 - 1) * 100)
     assert ghost["speedup"] == pytest.approx(21.0 / 12.5)
     assert bool(variant_row(table, "c3/pan/conv")["is_baseline"])
+
+
+def test_csv_intervals_and_p_values_equal_scipy(report) -> None:
+    table = pd.read_csv(report.variants_csv)
+    base = [v[0] * 100 for v in COMPLETED["c3/pan/conv"]]
+    p_values = {}
+    for variant in ("ghost/pan/conv", "c3/slim/conv", "shufflenetv2/pan/conv"):
+        row = variant_row(table, variant)
+        mine = [v[0] * 100 for v in COMPLETED[variant]]
+        expected = stats.ttest_rel(mine, base)  # seeds 0 and 1 on both sides: paired
+        interval = expected.confidence_interval(0.95)
+        assert row["test"] == "paired t"
+        assert row["delta_map50_95_ci_low"] == pytest.approx(interval.low)
+        assert row["delta_map50_95_ci_high"] == pytest.approx(interval.high)
+        assert row["p_value"] == pytest.approx(expected.pvalue)
+        p_values[variant] = expected.pvalue
+    # Holm over the three comparisons of the table, by hand.
+    ordered = sorted(p_values.items(), key=lambda item: item[1])
+    running = 0.0
+    for rank, (variant, p) in enumerate(ordered):
+        running = max(running, min(1.0, p * (len(ordered) - rank)))
+        assert variant_row(table, variant)["p_holm"] == pytest.approx(running)
+    excludes_zero = (table["delta_map50_95_ci_low"] > 0) | (table["delta_map50_95_ci_high"] < 0)
+    assert table["significant"].tolist() == ((table["p_holm"] < 0.05) & excludes_zero).tolist()
+    markdown = report.markdown.read_text()
+    assert "## Factor effects" in markdown
+
+
+def test_two_recipes_are_two_rows_with_the_differing_key_named(store, tmp_path) -> None:
+    _, uri = store
+    experiment = "two-recipes"
+    for epochs, shift in ((2, 0.0), (5, 0.05)):
+        for seed in (0, 1):
+            run = start_run(uri, "c3/pan/conv", seed, experiment=experiment, epochs=epochs)
+            run.log_metrics(final_metrics(0.30 + shift + seed / 100, 4.5, 20.0, 1_872_157))
+            run.finish("completed")
+    files = write_report(ReportOptions(experiment=experiment, tracking_uri=uri,
+                                       out=str(tmp_path)))
+    table = pd.read_csv(files.variants_csv)
+    assert len(table) == 2 and set(table["n_seeds"]) == {2}  # never one mean of four runs
+    assert sorted(table["recipe_diff"]) == ["train.epochs=2", "train.epochs=5"]
+    assert sorted(table["map50_95_mean"].round(4)) == [0.305, 0.355]
+    markdown = files.markdown.read_text()
+    assert "| recipe |" in markdown and "| train.epochs=5 |" in markdown
+    assert "**Several recipes**" in markdown
+    # train.threads differs between seeds but is an execution key: not a recipe difference.
+    assert "threads" not in " ".join(table["recipe_diff"])
+
+
+def test_code_identity_and_data_warnings_reach_the_report(store, tmp_path) -> None:
+    _, uri = store
+    experiment = "code-and-data"
+    for code in ("0.1.0+src.aaa", "0.1.0+src.bbb"):
+        for seed in (0, 1):
+            tags = {"code_identity": code, "data_issues": '{"train/corrupt_image": 1}'}
+            run = start_run(uri, "c3/pan/conv", seed, experiment=experiment, extra_tags=tags)
+            run.log_metrics(final_metrics(0.3 + seed / 100, 4.5, 20.0, 1_872_157))
+            run.finish("completed")
+    files = write_report(ReportOptions(experiment=experiment, tracking_uri=uri,
+                                       out=str(tmp_path)))
+    table = pd.read_csv(files.variants_csv)
+    assert sorted(table["recipe_diff"]) == ["code=0.1.0+src.aaa", "code=0.1.0+src.bbb"]
+    markdown = files.markdown.read_text()
+    assert "Warning: data issues" in markdown and "train/corrupt_image" in markdown
+    assert "**Reported split**: val (also used for model selection" in markdown
 
 
 def test_pareto_marks(report) -> None:

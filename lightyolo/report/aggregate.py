@@ -3,14 +3,18 @@
 The arithmetic behind the ablation tables that papers print by hand (e.g. the one-factor
 tables of slim-neck, arXiv 2206.02424, and of GhostNet, arXiv 1911.11907):
 
-- a variant is one (backbone, neck, operator, scale, img_size, dataset); its seeds are its
-  completed runs, the newest one per seed; failed runs never enter a mean;
+- a variant is one (backbone, neck, operator) under one recipe: the run's identity minus the
+  seed (collect.py, `recipe`), so runs of different epochs, lr, augmentation, dataset
+  content or code are separate rows, never one mean; its seeds are its completed runs, the
+  newest one per seed; failed runs never enter a mean;
 - std is the sample standard deviation over seeds (ddof=1), NaN for a single seed;
-- deltas compare the means with the baseline (backbone, neck, operator) at the same scale,
-  image size and dataset: mAP in points (×100 of the fractions MLflow holds), params and
-  GFLOPs in %, speed-up as baseline latency / variant latency;
-- a variant is Pareto-optimal when no other variant of its dataset has ≥ mAP50-95 and
-  ≤ cost with at least one strict (cost = GFLOPs, or latency).
+- deltas compare the means with the baseline (backbone, neck, operator) of the same recipe:
+  mAP in points (×100 of the fractions MLflow holds) with a 95 % CI, p and Holm-adjusted p
+  over the comparisons of the recipe (stats.py), params and GFLOPs in %, speed-up as
+  baseline latency / variant latency;
+- a variant is Pareto-optimal when no other variant of its context (dataset, scale, image
+  size; for latency also the device) has ≥ mAP50-95 and ≤ cost with at least one strict;
+  a non-optimal one is "dominated" only beyond the uncertainty, else "undecided".
 """
 
 from __future__ import annotations
@@ -20,9 +24,20 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS, FINAL_METRICS, VARIANT_KEYS
+from lightyolo.report import stats
+from lightyolo.report.collect import (
+    CONTEXT_KEYS,
+    FACTOR_KEYS,
+    FINAL_METRICS,
+    VARIANT_KEYS,
+    BENCH_PARTS,
+    bench_methods,
+    recipe_differences,
+)
 
 POINTS = 100.0  # mAP fractions → percentage points
+# The columns one report row is keyed by: the coordinates, and the rest of the identity.
+ROW_KEYS: tuple[str, ...] = (*VARIANT_KEYS, "recipe")
 
 
 class Baseline(NamedTuple):
@@ -68,25 +83,26 @@ def included_runs(runs: pd.DataFrame) -> pd.DataFrame:
     that logged no seed counts as a seed of its own."""
     completed = runs[runs["status"] == "completed"].sort_values("start_time", kind="stable")
     seeded = completed[completed["seed"].notna()]
-    newest = seeded.drop_duplicates([*VARIANT_KEYS, "seed"], keep="last")
+    newest = seeded.drop_duplicates([*ROW_KEYS, "seed"], keep="last")
     return pd.concat([newest, completed[completed["seed"].isna()]]).sort_values(
         "start_time", kind="stable"
     )
 
 
 def aggregate_variants(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant of the grid (see module docstring) with columns VARIANT_KEYS,
-    status (completed / failed / running / missing), n_seeds, seeds, n_failed,
-    latency_device, error, then `<metric>_mean` and `<metric>_std` per final metric.
+    """One row per variant of the grid (see module docstring) with columns ROW_KEYS,
+    recipe_diff (the keys where its recipe differs from the other recipes of its context,
+    "" when there is one), status (completed / failed / running / missing), n_seeds, seeds,
+    n_failed, latency_device, error, then `<metric>_mean` and `<metric>_std` per final metric.
 
-    Missing variants are the combinations of the observed backbone × neck × operator values,
-    in each observed (scale, img_size, dataset), that have no run at all.
+    Missing variants are the combinations of the backbone × neck × operator values observed
+    under a recipe that have no run under it.
     """
     used = included_runs(runs)
     rows = []
-    for key, group in runs.groupby(list(VARIANT_KEYS), dropna=False, sort=False):
+    for key, group in runs.groupby(list(ROW_KEYS), dropna=False, sort=False):
         seeds_run = used[_matches(used, key)]
-        row = dict(zip(VARIANT_KEYS, key))
+        row = dict(zip(ROW_KEYS, key))
         row.update(_cell_state(group, seeds_run))
         for metric in FINAL_METRICS:
             values = seeds_run[metric].astype(float)
@@ -94,16 +110,31 @@ def aggregate_variants(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
         rows.append(row)
     rows.extend(_missing_rows(runs))
-    columns = [*VARIANT_KEYS, "status", "n_seeds", "seeds", "n_failed", "latency_device", "error"]
+    columns = [*ROW_KEYS, "recipe_diff", "status", "n_seeds", "seeds", "n_failed",
+               "latency_device", "error"]
     columns += [f"{m}_{stat}" for m in FINAL_METRICS for stat in ("mean", "std")]
     variants = pd.DataFrame(rows, columns=columns)
     variants["img_size"] = variants["img_size"].astype("Int64")
-    return variants.sort_values(list(VARIANT_KEYS), kind="stable").reset_index(drop=True)
+    variants["recipe_diff"] = _recipe_diffs(runs, variants)
+    return variants.sort_values([*VARIANT_KEYS, "recipe_diff"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _recipe_diffs(runs: pd.DataFrame, variants: pd.DataFrame) -> pd.Series:
+    """Per variant, how its recipe differs from the other recipes of its context."""
+    items = runs.drop_duplicates("recipe").set_index("recipe")["recipe_items"]
+    diff = pd.Series("", index=variants.index, dtype=object)
+    for _, group in variants.groupby(list(CONTEXT_KEYS), dropna=False):
+        recipes = list(dict.fromkeys(group["recipe"]))
+        labels = dict(zip(recipes, recipe_differences([items[r] for r in recipes])))
+        diff[group.index] = group["recipe"].map(labels)
+    return diff
 
 
 def _matches(frame: pd.DataFrame, key: tuple) -> pd.Series:
     mask = pd.Series(True, index=frame.index)
-    for column, value in zip(VARIANT_KEYS, key):
+    for column, value in zip(ROW_KEYS, key):
         mask &= frame[column].isna() if pd.isna(value) else frame[column] == value
     return mask
 
@@ -132,18 +163,18 @@ def _cell_state(group: pd.DataFrame, seeds_run: pd.DataFrame) -> dict:
 
 
 def _missing_rows(runs: pd.DataFrame) -> list[dict]:
-    factor_values = [runs[f].dropna().unique() for f in FACTOR_KEYS]
+    keys = list(ROW_KEYS)
     present = set(
-        runs[list(VARIANT_KEYS)].astype(object).where(runs[list(VARIANT_KEYS)].notna(), None)
+        runs[keys].astype(object).where(runs[keys].notna(), None)
         .itertuples(index=False, name=None)
     )
-    contexts = runs[list(CONTEXT_KEYS)].astype(object).drop_duplicates()
     rows = []
-    for context in contexts.itertuples(index=False, name=None):
-        context = tuple(None if pd.isna(v) else v for v in context)
+    for recipe, group in runs.groupby("recipe", sort=False):
+        factor_values = [group[f].dropna().unique() for f in FACTOR_KEYS]
+        context = tuple(None if pd.isna(v) else v for v in group[list(CONTEXT_KEYS)].iloc[0])
         for factors in pd.MultiIndex.from_product(factor_values):
-            if (*factors, *context) not in present:
-                row = dict(zip(VARIANT_KEYS, (*factors, *context)))
+            if (*factors, *context, recipe) not in present:
+                row = dict(zip(ROW_KEYS, (*factors, *context, recipe)))
                 row.update(status="missing", n_seeds=0, seeds="", n_failed=0)
                 row.update(latency_device="", error="")
                 rows.append(row)
@@ -151,47 +182,170 @@ def _missing_rows(runs: pd.DataFrame) -> list[dict]:
 
 
 def add_deltas(variants: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
-    """Adds is_baseline, delta_map50_pts, delta_map50_95_pts, delta_params_pct,
-    delta_gflops_pct, speedup and map50_95_beyond_spread (True/False where both the variant
-    and its baseline have ≥ 2 seeds, else <NA>, also on the baseline itself): NaN where the
+    """Adds is_baseline, delta_map50, delta_map50_95 (points), delta_params_pct,
+    delta_gflops_pct and speedup against the baseline of the same recipe: NaN where that
     baseline did not complete."""
     out = variants.copy()
-    is_base = np.ones(len(out), dtype=bool)
-    for factor, value in zip(FACTOR_KEYS, baseline):
-        is_base &= (out[factor] == value).to_numpy()
-    out["is_baseline"] = is_base
-    base = out[is_base & (out["status"] == "completed")]
-    base = base.set_index(list(CONTEXT_KEYS))
-    context = pd.MultiIndex.from_frame(out[list(CONTEXT_KEYS)])
+    out["is_baseline"] = _is_baseline(out, baseline)
+    base = out[out["is_baseline"] & (out["status"] == "completed")].set_index("recipe")
 
     def of_baseline(column: str) -> np.ndarray:
-        return base[column].reindex(context).to_numpy(dtype=float)
+        return base[column].reindex(out["recipe"]).to_numpy(dtype=float)
 
     for metric in ("map50", "map50_95"):
-        difference = out[f"{metric}_mean"] - of_baseline(f"{metric}_mean")
-        out[f"delta_{metric}_pts"] = difference * POINTS
+        out[f"delta_{metric}"] = (out[f"{metric}_mean"] - of_baseline(f"{metric}_mean")) * POINTS
     for metric in ("params", "gflops"):
         reference = of_baseline(f"{metric}_mean")
         out[f"delta_{metric}_pct"] = (out[f"{metric}_mean"] / reference - 1.0) * 100.0
     out["speedup"] = of_baseline("latency_ms_mean") / out["latency_ms_mean"]
-    spread = (out["map50_95_std"] + of_baseline("map50_95_std")) * POINTS
-    beyond = pd.Series(pd.NA, index=out.index, dtype="boolean")
-    known = spread.notna() & out["delta_map50_95_pts"].notna() & ~out["is_baseline"]
-    beyond[known] = out.loc[known, "delta_map50_95_pts"].abs() > spread[known]
-    out["map50_95_beyond_spread"] = beyond
     return out
 
 
-def add_pareto_flags(variants: pd.DataFrame) -> pd.DataFrame:
-    """Adds pareto_gflops and pareto_latency (mAP50-95 against each cost), per dataset."""
+def _is_baseline(variants: pd.DataFrame, baseline: Baseline) -> pd.Series:
+    mask = pd.Series(True, index=variants.index)
+    for factor, value in zip(FACTOR_KEYS, baseline):
+        mask &= variants[factor] == value
+    return mask
+
+
+def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
+    """Adds, per metric m in (map50_95, map50) and against the baseline of the same recipe
+    over the included runs' seeds (stats.compare_seeds, in points): delta_m_ci_low,
+    delta_m_ci_high, detectable_m, and for mAP50-95 `test`, `p_value`, `p_holm` (Holm
+    over the comparisons of one recipe), `significant` and `verdict` (plain words);
+    for mAP50 p_value_map50 and p_holm_map50. Needs add_deltas first."""
     out = variants.copy()
-    out["pareto_gflops"] = False
-    out["pareto_latency"] = False
-    for _, group in out.groupby("dataset", dropna=False):
-        score = group["map50_95_mean"].to_numpy(dtype=float)
-        for flag, cost in (("pareto_gflops", "gflops_mean"), ("pareto_latency", "latency_ms_mean")):
-            out.loc[group.index, flag] = pareto_optimal(score, group[cost].to_numpy(dtype=float))
+    used = included_runs(runs)
+    per_seed = {
+        key: dict(zip(_seed_keys(group), zip(group["map50_95"], group["map50"])))
+        for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)
+    }
+    for column in ("test", "verdict"):
+        out[column] = ""
+    for suffix in ("", "_map50"):
+        out[f"p_value{suffix}"] = np.nan
+        out[f"p_holm{suffix}"] = np.nan
+    for metric in ("map50_95", "map50"):
+        for part in ("ci_low", "ci_high"):
+            out[f"delta_{metric}_{part}"] = np.nan
+        out[f"detectable_{metric}"] = np.nan
+    out["significant"] = False
+    comparisons: dict[int, dict[str, stats.Comparison]] = {}
+    for index, row in out.iterrows():
+        if row["is_baseline"] or row["status"] != "completed":
+            continue
+        mine = per_seed.get((row["backbone"], row["neck"], row["operator"], row["recipe"]), {})
+        base = per_seed.get((*baseline, row["recipe"]), {})
+        if not base:
+            continue
+        comparisons[index] = {
+            metric: stats.compare_seeds(
+                {s: v[i] * POINTS for s, v in mine.items()},
+                {s: v[i] * POINTS for s, v in base.items()},
+            )
+            for i, metric in enumerate(("map50_95", "map50"))
+        }
+    for _, group in out.loc[list(comparisons)].groupby("recipe", sort=False):
+        for metric, suffix in (("map50_95", ""), ("map50", "_map50")):
+            family = [comparisons[i][metric] for i in group.index]
+            adjusted = stats.holm([c.p_value for c in family])
+            for index, c, p_holm in zip(group.index, family, adjusted):
+                out.loc[index, f"delta_{metric}_ci_low"] = c.ci_low
+                out.loc[index, f"delta_{metric}_ci_high"] = c.ci_high
+                out.loc[index, f"detectable_{metric}"] = c.detectable
+                out.loc[index, f"p_value{suffix}"] = c.p_value
+                out.loc[index, f"p_holm{suffix}"] = p_holm
+                if metric == "map50_95":
+                    out.loc[index, "test"] = c.test
+                    out.loc[index, "significant"] = stats.is_significant(c, p_holm)
+                    out.loc[index, "verdict"] = stats.verdict(c, p_holm)
     return out
+
+
+def add_speedups(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
+    """Per latency method the bench stage measured: `speedup_<method>` with
+    `speedup_<method>_low` / `_high` (stats.speedup_interval) and `speedup_<method>_verdict`,
+    against the baseline of the same recipe. A variant's latency is the median over its
+    seeds' medians, its interval the envelope of theirs (lowest low, highest high)."""
+    out = variants.copy()
+    methods = bench_methods(runs.columns)
+    if not methods:
+        return out
+    used = included_runs(runs)
+    keys = [*FACTOR_KEYS, "recipe"]
+    for method in methods:
+        median, low, high = (f"bench/{method}/{part}" for part in BENCH_PARTS)
+        summary = used.groupby(keys, sort=False).agg(
+            median=(median, "median"), low=(low, "min"), high=(high, "max")
+        )
+        columns = {f"speedup_{method}{s}": [] for s in ("", "_low", "_high", "_verdict")}
+        for _, row in out.iterrows():
+            mine = summary.reindex([(row["backbone"], row["neck"], row["operator"], row["recipe"])])
+            base = summary.reindex([(*baseline, row["recipe"])])
+            m, b = mine.iloc[0], base.iloc[0]
+            if pd.isna(m["median"]) or pd.isna(b["median"]):
+                speed = None
+            else:
+                speed = stats.speedup_interval(b["median"], b["low"], b["high"],
+                                               m["median"], m["low"], m["high"])
+            columns[f"speedup_{method}"].append(np.nan if speed is None else speed.ratio)
+            columns[f"speedup_{method}_low"].append(np.nan if speed is None else speed.low)
+            columns[f"speedup_{method}_high"].append(np.nan if speed is None else speed.high)
+            columns[f"speedup_{method}_verdict"].append("" if speed is None else speed.words())
+        for name, values in columns.items():
+            out[name] = values
+    return out
+
+
+def _seed_keys(group: pd.DataFrame) -> list[int]:
+    """Seeds as pairing keys; a run without a seed gets a negative key of its own."""
+    return [int(s) if pd.notna(s) else -1 - i for i, s in enumerate(group["seed"])]
+
+
+def add_pareto_flags(variants: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Adds pareto_gflops and pareto_latency (optimal by the point estimates) and
+    pareto_gflops_status / pareto_latency_status (optimal / dominated / undecided, see
+    stats.pareto_status), per context: (dataset, scale, img_size), plus latency_device for
+    latency. The mAP interval is the 95 % t interval of the mean over the included runs'
+    seeds (`runs`; without them, or with one seed, no interval: never "dominated");
+    GFLOPs is exact; latency uses the t interval over seeds."""
+    out = variants.copy()
+    intervals = _mean_intervals(runs, ("map50_95", "latency_ms"))
+    for column in ("map50_95", "latency_ms"):
+        for part in ("low", "high"):
+            out[f"{column}_ci_{part}"] = [
+                intervals.get((*key, column), (np.nan, np.nan))[part == "high"]
+                for key in out[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None)
+            ]
+    for flag in ("pareto_gflops", "pareto_latency"):
+        out[flag] = False
+        out[f"{flag}_status"] = ""
+    contexts = {"pareto_gflops": ["dataset", "scale", "img_size"],
+                "pareto_latency": ["dataset", "scale", "img_size", "latency_device"]}
+    for flag, context in contexts.items():
+        cost = "gflops" if flag == "pareto_gflops" else "latency_ms"
+        for _, group in out.groupby(context, dropna=False):
+            score = group["map50_95_mean"].to_numpy(dtype=float)
+            value = group[f"{cost}_mean"].to_numpy(dtype=float)
+            out.loc[group.index, flag] = pareto_optimal(score, value)
+            low = value if cost == "gflops" else group[f"{cost}_ci_low"].to_numpy(dtype=float)
+            high = value if cost == "gflops" else group[f"{cost}_ci_high"].to_numpy(dtype=float)
+            out.loc[group.index, f"{flag}_status"] = stats.pareto_status(
+                score, group["map50_95_ci_low"].to_numpy(dtype=float),
+                group["map50_95_ci_high"].to_numpy(dtype=float), value, low, high,
+            )
+    return out
+
+
+def _mean_intervals(runs: pd.DataFrame | None, metrics: tuple[str, ...]) -> dict:
+    """{(backbone, neck, operator, recipe, metric): (low, high)} over the included runs."""
+    if runs is None or runs.empty:
+        return {}
+    intervals = {}
+    for key, group in included_runs(runs).groupby([*FACTOR_KEYS, "recipe"], sort=False):
+        for metric in metrics:
+            intervals[(*key, metric)] = stats.mean_interval(group[metric].astype(float).tolist())
+    return intervals
 
 
 def one_factor_rows(variants: pd.DataFrame, factor: str, baseline: Baseline) -> pd.DataFrame:

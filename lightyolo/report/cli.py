@@ -19,8 +19,10 @@ import pandas as pd
 from lightyolo import tracking
 from lightyolo.report.aggregate import (
     Baseline,
+    add_comparisons,
     add_deltas,
     add_pareto_flags,
+    add_speedups,
     aggregate_variants,
     included_runs,
 )
@@ -96,7 +98,8 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
             f"experiment {experiment!r} at {uri} has no completed runs "
             f"({len(runs)} runs read); nothing to report"
         )
-    variants = add_pareto_flags(add_deltas(aggregate_variants(runs), baseline))
+    variants = add_comparisons(add_deltas(aggregate_variants(runs), baseline), runs, baseline)
+    variants = add_pareto_flags(add_speedups(variants, runs, baseline), runs)
 
     out_root = Path(options.out) if Path(options.out).is_absolute() else cwd / options.out
     directory = out_root / re.sub(r"[^A-Za-z0-9._-]", "_", experiment)
@@ -110,7 +113,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
         runs_csv=directory / "runs.csv",
         plots=plots,
     )
-    variants.to_csv(files.variants_csv, index=False)
+    variants.to_csv(files.variants_csv, index=False)  # `recipe` links rows to runs.csv
     runs_with_use(runs).to_csv(files.runs_csv, index=False)
     files.markdown.write_text(
         report_markdown(
@@ -125,7 +128,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
 
 def runs_with_use(runs: pd.DataFrame) -> pd.DataFrame:
     """runs plus `included`: whether the run entered its variant's means."""
-    out = runs.copy()
+    out = runs.drop(columns=["recipe_items"])
     out["included"] = out["run_id"].isin(included_runs(runs)["run_id"])
     return out
 

@@ -9,10 +9,13 @@ KILLED, else "running" (a run still going, or cut off, has no final status).
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 
-from lightyolo import tracking
+from lightyolo import identity, tracking
 
 # The coordinates of a variant: one row of the main table per distinct value.
 VARIANT_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "scale", "img_size", "dataset")
@@ -56,7 +59,23 @@ RUN_FIELDS: dict[str, tuple[str, ...]] = {
     "lightyolo_version": ("tags.lightyolo_version",),
     "sweep_id": ("tags.sweep_id",),
     "config_hash": ("tags.config_hash",),
+    "variant_hash": ("tags.variant_hash",),
+    "code_identity": ("tags.code_identity",),
+    "reuse_across_code": ("tags.reuse_across_code", "params.reuse_across_code"),
+    "eval_split": ("tags.eval_split",),
+    "data_issues": ("tags.data_issues",),
+    "best_map50_95": ("metrics.best/map50_95",),
+    "best_epoch": ("metrics.best/epoch",),
 }
+
+# Identity parts logged as tags (identity.py), and what a row's recipe calls them.
+FINGERPRINT_TAGS: dict[str, str] = {
+    "tags.dataset_fingerprint": "dataset content",
+    "tags.weights_digest": "weights content",
+}
+CODE_ITEM = "code"
+# The bench stage's per-cell latency summary: metrics bench/<method>/<part>.
+BENCH_PARTS: tuple[str, ...] = ("median_ms", "ci_low_ms", "ci_high_ms")
 
 UNKNOWN = "-"  # shown for a coordinate a run did not log
 FINAL_STATUSES = ("completed", "failed")
@@ -95,9 +114,12 @@ def newest_experiment(tracking_uri: str) -> str:
 
 def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     """`tracking.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
-    columns and one float column per final metric (NaN where not logged); report runs dropped."""
+    columns, one float column per final metric (NaN where not logged), `recipe_items` (dict)
+    and `recipe` (its digest: runs of one report row share it), `val_is_train`; report
+    runs dropped."""
     if raw.empty:
-        columns = ["run_id", "run_name", "start_time", "status", *RUN_FIELDS, *FINAL_METRICS]
+        columns = ["run_id", "run_name", "start_time", "status", *RUN_FIELDS, *FINAL_METRICS,
+                   "recipe_items", "recipe", "val_is_train"]
         return pd.DataFrame(columns=columns)
     raw = raw.reset_index(drop=True)
     if "tags.kind" in raw:
@@ -116,10 +138,79 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
         runs[key] = runs[key].fillna(UNKNOWN).astype(str)
     runs["img_size"] = _as_int(runs["img_size"])
     runs["seed"] = _as_int(runs["seed"])
+    runs["reuse_across_code"] = runs["reuse_across_code"].astype(str).str.lower() == "true"
+    runs["recipe_items"] = [_recipe_items(row) for _, row in raw.iterrows()]
+    runs["recipe"] = [_digest(items) for items in runs["recipe_items"]]
+    runs["val_is_train"] = [_val_is_train(row) for _, row in raw.iterrows()]
     for metric in FINAL_METRICS:
         column = f"metrics.{metric}"
         runs[metric] = raw[column].astype(float) if column in raw else np.nan
+    for method in bench_methods(raw.columns):
+        for part in BENCH_PARTS:
+            column = f"metrics.bench/{method}/{part}"
+            runs[f"bench/{method}/{part}"] = raw[column].astype(float) if column in raw else np.nan
     return runs
+
+
+def bench_methods(columns) -> list[str]:
+    """The latency methods the bench stage logged (`bench/<method>/median_ms` metrics, or
+    in a runs table `bench/<method>/median_ms` columns)."""
+    methods = set()
+    for column in columns:
+        name = column[len("metrics."):] if column.startswith("metrics.") else column
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "bench" and parts[2] == "median_ms":
+            methods.add(parts[1])
+    return sorted(methods)
+
+
+def _recipe_items(row: pd.Series) -> dict[str, str]:
+    """What a run's variant is besides its (backbone, neck, operator): its identity items
+    (identity.py: params minus execution keys and the seed) without the factor groups' own
+    keys, plus the dataset/weights fingerprints and the code identity when it logged them.
+    Runs logged before the identity tags fall back on params and `lightyolo_version`/`git_sha`.
+    A run tagged reuse_across_code=true leaves the code out: it was kept across versions."""
+    params = {
+        key[len("params."):]: value for key, value in row.items()
+        if key.startswith("params.") and isinstance(value, str)
+    }
+    items = {
+        key: value for key, value in identity.identity_items(params, with_seed=False).items()
+        if not any(key.startswith(f"{factor}.") for factor in FACTOR_KEYS)
+    }
+    for tag, name in FINGERPRINT_TAGS.items():
+        if isinstance(row.get(tag), str):
+            items[name] = row[tag]
+    reuse = str(row.get("tags.reuse_across_code", row.get("params.reuse_across_code"))).lower()
+    if reuse != "true":
+        code = row.get("tags.code_identity")
+        if not isinstance(code, str):
+            parts = [row.get("tags.lightyolo_version"), row.get("tags.git_sha")]
+            code = " ".join(str(p) for p in parts if isinstance(p, str)) or None
+        if code:
+            items[CODE_ITEM] = code
+    return items
+
+
+def _digest(items: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _val_is_train(row: pd.Series) -> bool:
+    """True when the run's params say val reads the same files as train (coco128)."""
+    train = {k[len("params.dataset.train."):]: v for k, v in row.items()
+             if k.startswith("params.dataset.train.") and isinstance(v, str)}
+    val = {k[len("params.dataset.val."):]: v for k, v in row.items()
+           if k.startswith("params.dataset.val.") and isinstance(v, str)}
+    return bool(train) and train == val
+
+
+def recipe_differences(items: list[dict[str, str]]) -> list[str]:
+    """Per recipe, the items where it differs from the others ("train.epochs=20"), in the
+    order given; "" for each when there is a single recipe."""
+    keys = sorted({k for recipe in items for k in recipe})
+    differing = [k for k in keys if len({recipe.get(k) for recipe in items}) > 1]
+    return [", ".join(f"{k}={recipe.get(k, '∅')}" for k in differing) for recipe in items]
 
 
 def _status(row: pd.Series) -> str:

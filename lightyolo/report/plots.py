@@ -1,7 +1,9 @@
 """Tradeoff plots: mAP50-95 against GFLOPs and against latency, one PNG each per dataset.
 
-Every completed variant is a labelled point with ±1 std error bars over seeds; the Pareto
+Every completed variant is a labelled point with ±1 std error bars over seeds, coloured by
+its Pareto status (optimal, undecided within the uncertainty, dominated beyond it); the
 front (`aggregate.pareto_optimal`) is drawn as the staircase that bounds what is attainable.
+mAP is in points on the y axis.
 Uses matplotlib's object API on the Agg canvas, so no display and no global backend switch.
 """
 
@@ -49,7 +51,9 @@ def point_labels(rows: pd.DataFrame) -> list[str]:
     labels = []
     for _, row in rows.iterrows():
         label = f"{row['backbone']}/{row['neck']}/{row['operator']}"
-        labels.append(f"{label} {row['scale']}@{row['img_size']}" if mixed else label)
+        label = f"{label} {row['scale']}@{row['img_size']}" if mixed else label
+        recipe = row.get("recipe_diff", "")
+        labels.append(f"{label} ({recipe})" if isinstance(recipe, str) and recipe else label)
     return labels
 
 
@@ -59,14 +63,22 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
     xerr = np.nan_to_num(rows[f"{cost}_std"].to_numpy(dtype=float))
     yerr = np.nan_to_num(rows["map50_95_std"].to_numpy(dtype=float) * POINTS)
     optimal = rows[flag].to_numpy(dtype=bool)
+    status = (rows[f"{flag}_status"].to_numpy(dtype=object) if f"{flag}_status" in rows
+              else np.where(optimal, "optimal", "dominated"))
+    undecided = status == "undecided"
+    dominated = ~optimal & ~undecided
 
     figure = Figure(figsize=(7.5, 5.0), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.errorbar(x[~optimal], y[~optimal], xerr=xerr[~optimal], yerr=yerr[~optimal], fmt="o",
-                  color="tab:gray", ecolor="darkgray", capsize=3, label="variant")
-    axes.errorbar(x[optimal], y[optimal], xerr=xerr[optimal], yerr=yerr[optimal], fmt="o",
-                  color="tab:red", ecolor="lightcoral", capsize=3, label="Pareto-optimal")
+    for mask, color, ecolor, name in (
+        (dominated, "tab:gray", "darkgray", "dominated beyond the uncertainty"),
+        (undecided, "tab:orange", "navajowhite", "undecided (within the uncertainty)"),
+        (optimal, "tab:red", "lightcoral", "Pareto-optimal"),
+    ):
+        if mask.any():
+            axes.errorbar(x[mask], y[mask], xerr=xerr[mask], yerr=yerr[mask], fmt="o",
+                          color=color, ecolor=ecolor, capsize=3, label=name)
     order = np.argsort(x[optimal])
     # A staircase: each optimal point holds its mAP until a costlier one improves on it.
     axes.step(x[optimal][order], y[optimal][order], where="post", color="tab:red",
@@ -74,7 +86,7 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
     for xi, yi, text in zip(x, y, point_labels(rows)):
         axes.annotate(text, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
     axes.set_xlabel(label)
-    axes.set_ylabel("mAP50-95 (points)")
+    axes.set_ylabel("mAP50-95 (points, ×100 of COCO's fraction)")
     axes.set_title(title + "\nerror bars: ±1 std over seeds", fontsize=10)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")

@@ -1,0 +1,220 @@
+"""The report's statistics (issue 11, parts 4-6): CIs and p-values equal scipy's, the
+"significant" verdict keeps its 5 % error rate under no true effect, factor effects recover
+known effects, speed-up intervals and Pareto domination beyond the uncertainty."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+
+from lightyolo.report import stats
+from lightyolo.report.factors import effects_markdown, factor_effects, grid_gaps
+
+
+def test_paired_when_the_seeds_match_equals_scipy() -> None:
+    variant = {0: 29.0, 1: 30.5, 2: 29.8}
+    baseline = {0: 30.1, 1: 31.0, 2: 31.2}
+    c = stats.compare_seeds(variant, baseline)
+    x, y = [29.0, 30.5, 29.8], [30.1, 31.0, 31.2]
+    expected = scipy_stats.ttest_rel(x, y)
+    interval = expected.confidence_interval(0.95)
+    assert c.test == "paired t"
+    assert c.delta == pytest.approx(np.mean(x) - np.mean(y))
+    assert (c.ci_low, c.ci_high) == pytest.approx((interval.low, interval.high))
+    assert c.p_value == pytest.approx(expected.pvalue)
+    # Hand check of the interval: mean difference ± t(0.975, 2) · sd / √3.
+    d = np.subtract(x, y)
+    half = scipy_stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert c.ci_high - c.ci_low == pytest.approx(2 * half)
+
+
+def test_welch_when_the_seeds_differ_equals_scipy() -> None:
+    variant = {0: 29.0, 1: 30.5, 2: 29.8, 3: 30.0}
+    baseline = {0: 30.1, 1: 31.0}
+    c = stats.compare_seeds(variant, baseline)
+    expected = scipy_stats.ttest_ind(list(variant.values()), list(baseline.values()),
+                                     equal_var=False)
+    interval = expected.confidence_interval(0.95)
+    assert c.test == "Welch t"
+    assert (c.ci_low, c.ci_high, c.p_value) == pytest.approx(
+        (interval.low, interval.high, expected.pvalue))
+    assert c.detectable > 0
+
+
+def test_one_seed_is_spread_unknown() -> None:
+    c = stats.compare_seeds({0: 30.0}, {0: 31.0, 1: 31.5})
+    assert not c.spread_known and math.isnan(c.ci_low) and c.delta == pytest.approx(-1.25)
+    assert stats.verdict(c, math.nan).startswith("spread unknown")
+
+
+def test_holm_equals_statsmodels_and_keeps_nan() -> None:
+    p = [0.01, 0.04, math.nan, 0.03]
+    adjusted = stats.holm(p)
+    expected = multipletests([0.01, 0.04, 0.03], method="holm")[1]
+    assert np.isnan(adjusted[2])
+    assert adjusted[[0, 1, 3]] == pytest.approx(expected)
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 5, 15):
+        p = rng.uniform(0, 0.2, size)
+        assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+
+
+def test_words_follow_the_interval() -> None:
+    worse = stats.Comparison(-1.2, -2.0, -0.4, 0.001, "paired t", 3, 3, 0.9)
+    assert stats.verdict(worse, 0.003) == "worse by 1.2 pts [-2.0, -0.4]"
+    same = stats.Comparison(0.1, -0.8, 1.1, 0.6, "paired t", 3, 3, 1.5)
+    assert stats.verdict(same, 0.9).startswith("no difference detectable with 3 seeds: [-0.8, +1.1]")
+    assert "detect ≥ 1.5 pts at 80 % power" in stats.verdict(same, 0.9)
+    corrected = stats.Comparison(1.0, 0.1, 1.9, 0.04, "paired t", 3, 3, 0.9)
+    assert not stats.is_significant(corrected, 0.12)
+    assert "not significant after Holm" in stats.verdict(corrected, 0.12)
+
+
+def test_detectable_effect_is_statsmodels_power_times_the_sd() -> None:
+    from statsmodels.stats.power import TTestPower
+    variant, baseline = {0: 1.0, 1: 2.0, 2: 4.0}, {0: 0.0, 1: 0.0, 2: 0.0}
+    c = stats.compare_seeds(variant, baseline)
+    d = TTestPower().solve_power(nobs=3, alpha=0.05, power=0.8)
+    assert c.detectable == pytest.approx(d * np.std([1.0, 2.0, 4.0], ddof=1))
+    # At that effect size, the t test's power is 80 %: check by the noncentral t.
+    df, nc = 2, d * math.sqrt(3)
+    crit = scipy_stats.t.ppf(0.975, df)
+    power = scipy_stats.nct.sf(crit, df, nc) + scipy_stats.nct.cdf(-crit, df, nc)
+    assert power == pytest.approx(0.8, abs=1e-3)
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5])
+def test_no_true_effect_is_significant_at_most_five_percent(n_seeds: int) -> None:
+    """500 simulated tables, each 4 variants vs one baseline, no true effect: the family-wise
+    rate of any "significant" verdict in a table stays ≤ 5 % (+ 3 binomial sd)."""
+    rng = np.random.default_rng(11 + n_seeds)
+    tables, variants = 500, 4
+    seed_effect = rng.normal(0, 1.0, size=(tables, 1, n_seeds))  # shared per seed: pairs
+    values = 30 + seed_effect + rng.normal(0, 0.5, size=(tables, variants + 1, n_seeds))
+    any_significant = 0
+    single = []
+    for table in values:
+        base = dict(enumerate(table[0]))
+        comparisons = [stats.compare_seeds(dict(enumerate(v)), base) for v in table[1:]]
+        p_holm = stats.holm([c.p_value for c in comparisons])
+        flags = [stats.is_significant(c, p) for c, p in zip(comparisons, p_holm)]
+        any_significant += any(flags)
+        single.append(comparisons[0].p_value < 0.05)
+    tolerance = 3 * math.sqrt(0.05 * 0.95 / tables)
+    assert any_significant / tables <= 0.05 + tolerance
+    # uncorrected, one comparison: the t test's own rate is about 5 %
+    assert abs(np.mean(single) - 0.05) <= tolerance
+
+
+def test_a_true_two_sd_effect_is_usually_found_with_five_seeds() -> None:
+    rng = np.random.default_rng(3)
+    found = 0
+    for _ in range(200):
+        base = rng.normal(30, 0.5, 5)
+        variant = base + rng.normal(1.5, 0.5, 5)  # paired: a 3-sd effect on the differences
+        c = stats.compare_seeds(dict(enumerate(variant)), dict(enumerate(base)))
+        found += stats.is_significant(c, stats.holm([c.p_value])[0])
+    assert found / 200 > 0.8
+
+
+def synthetic_grid(rng: np.random.Generator, seeds: int = 3) -> pd.DataFrame:
+    """Runs of a 2 × 2 × 2 grid with known effects (points): neck slim −0.6, operator
+    involution +1.0 with c3 but −1.0 with ghost (an interaction), backbone none."""
+    rows = []
+    for backbone in ("c3", "ghost"):
+        for neck in ("pan", "slim"):
+            for operator in ("conv", "involution"):
+                mean = 30.0 - 0.6 * (neck == "slim")
+                if operator == "involution":
+                    mean += 1.0 if backbone == "c3" else -1.0
+                for seed in range(seeds):
+                    rows.append({"backbone": backbone, "neck": neck, "operator": operator,
+                                 "seed": seed, "map50_95": mean + rng.normal(0, 0.15)})
+    return pd.DataFrame(rows)
+
+
+def test_factor_effects_recover_known_effects() -> None:
+    runs = synthetic_grid(np.random.default_rng(0))
+    effects = factor_effects(runs, ("backbone", "neck", "operator"), "map50_95",
+                             references={"backbone": "c3", "neck": "pan", "operator": "conv"})
+    main = {(e.factor, e.level): e for e in effects.main}
+    neck = main[("neck", "slim")]
+    assert neck.ci_low < -0.6 < neck.ci_high and neck.p_value < 0.05
+    assert main[("backbone", "ghost")].effect == pytest.approx(-1.0, abs=0.3)  # via involution
+    operator = main[("operator", "involution")]
+    assert operator.ci_low < 0.0 < operator.ci_high  # +1 and −1 average out
+    # The interaction is found, and spelled out per backbone.
+    by_pair = {i.factors: i for i in effects.interactions}
+    interaction = by_pair[("backbone", "operator")]
+    assert interaction.p_holm < 1e-4
+    assert by_pair[("backbone", "neck")].p_value > 0.001
+    assert interaction.simple_effects["conv"]["ghost"] == pytest.approx(0.0, abs=0.3)
+    by_operator = factor_effects(runs, ("operator", "backbone"), "map50_95").interactions[0]
+    assert by_operator.simple_effects["c3"]["involution"] == pytest.approx(1.0, abs=0.3)
+    assert by_operator.simple_effects["ghost"]["involution"] == pytest.approx(-1.0, abs=0.3)
+    text = effects_markdown(effects)
+    assert "**neck slim** vs pan: costs 0." in text
+    assert "operator involution** vs conv: costs 0.0 pts" in text and "not significant" in text
+    assert "**backbone × operator interaction**" in text
+
+
+def test_main_effect_ci_equals_the_hand_computed_contrast() -> None:
+    runs = synthetic_grid(np.random.default_rng(1), seeds=2)
+    effect = next(e for e in factor_effects(runs, ("backbone", "neck", "operator"),
+                                             "map50_95").main if e.factor == "neck")
+    cells = runs.groupby(["backbone", "neck", "operator"])["map50_95"]
+    means = cells.mean().unstack("neck")
+    estimate = (means["slim"] - means["pan"]).mean()
+    residual = runs["map50_95"] - cells.transform("mean")
+    df = len(runs) - 8
+    s2 = (residual ** 2).sum() / df
+    se = math.sqrt(s2 * (4 * (1 / 16) * (1 / 2) * 2))  # 8 cells, weight ±1/4, 2 runs each
+    half = scipy_stats.t.ppf(0.975, df) * se
+    assert effect.effect == pytest.approx(estimate)
+    assert (effect.ci_low, effect.ci_high) == pytest.approx((estimate - half, estimate + half))
+
+
+def test_a_partial_grid_names_what_is_missing() -> None:
+    runs = synthetic_grid(np.random.default_rng(2))
+    partial = runs[~((runs["backbone"] == "ghost") & (runs["neck"] == "slim")
+                     & (runs["operator"] == "involution"))]
+    partial = partial[~((partial["backbone"] == "c3") & (partial["neck"] == "pan")
+                        & (partial["operator"] == "conv") & (partial["seed"] > 0))]
+    gaps = grid_gaps(partial, ("backbone", "neck", "operator"))
+    assert gaps == ["c3/pan/conv: 1 seed", "ghost/slim/involution: no completed run"]
+    with pytest.raises(ValueError, match="incomplete grid: c3/pan/conv: 1 seed"):
+        factor_effects(partial, ("backbone", "neck", "operator"), "map50_95")
+
+
+def test_speedup_interval_from_latency_intervals() -> None:
+    faster = stats.speedup_interval(20.0, 19.0, 21.0, 10.0, 9.5, 10.5)
+    assert faster.ratio == pytest.approx(2.0)
+    assert (faster.low, faster.high) == pytest.approx((19.0 / 10.5, 21.0 / 9.5))
+    assert faster.words().startswith("faster: 2.00× [1.81, 2.21]")
+    overlap = stats.speedup_interval(10.0, 9.0, 11.0, 9.8, 9.0, 10.6)
+    assert overlap.words().startswith("no speed difference shown")
+    unknown = stats.speedup_interval(10.0, math.nan, math.nan, 5.0, 4.0, 6.0)
+    assert unknown.words() == "2.00× (interval unknown)"
+
+
+def test_pareto_dominated_only_beyond_the_uncertainty() -> None:
+    # A dominates B by far; C is nominally dominated by A but their mAP intervals overlap;
+    # D has one seed (no interval): never decided, though A is far above it nominally.
+    score = np.array([32.0, 28.0, 31.5, 27.0])
+    low = np.array([31.5, 27.5, 30.0, np.nan])
+    high = np.array([32.5, 28.5, 33.0, np.nan])
+    gflops = np.array([4.0, 4.5, 4.2, 5.0])
+    status = stats.pareto_status(score, low, high, gflops, gflops, gflops)
+    assert status == ["optimal", "dominated", "undecided", "undecided"]
+
+
+def test_mean_interval_is_the_t_interval() -> None:
+    low, high = stats.mean_interval([1.0, 2.0, 3.0])
+    expected = scipy_stats.t.interval(0.95, 2, loc=2.0, scale=scipy_stats.sem([1.0, 2.0, 3.0]))
+    assert (low, high) == pytest.approx(expected)
+    assert all(math.isnan(v) for v in stats.mean_interval([1.0]))

@@ -130,6 +130,14 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def experiment_ui_url(ui_url: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs table, for a server or `mlflow ui` at
+    `ui_url`. MLflow 3.17's UI lands on the GenAI overview unless its GenAI / Model training
+    switch (kept per browser) says otherwise; `workflowType=machine_learning` in the link does,
+    so a printed link opens on the runs whatever the browser last chose."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def cell_params(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:
     """A cell's params: the flattened config plus the group choices under their own names
     (`backbone=ghost`, ...), which comparisons and parallel coordinates show (the config holds
@@ -389,21 +397,45 @@ def newest_sweep_run_id(tracking_uri: str, experiment: str) -> str | None:
 
 def log_onnx_model(tracking_uri: str, run_id: str, path: str | Path, *, name: str = "model") -> str:
     """Log the ONNX file at `path` as a model of run `run_id` (an MLflow logged model with the
-    `onnx` flavour: the UI's Models column, `mlflow.onnx.load_model`, `mlflow.pyfunc`);
-    returns its model URI (`models:/<model_id>`)."""
+    `onnx` flavour, in the run's experiment: the UI's Models column, `mlflow.onnx.load_model`,
+    `mlflow.pyfunc`); returns its model URI (`models:/<model_id>`)."""
     import mlflow.onnx
     import onnx
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     model = onnx.load(str(path))
+    experiment_id = _client(tracking_uri).get_run(run_id).info.experiment_id
     # Pinned requirements: without them MLflow infers them by loading the model in a subprocess.
     requirements = [f"onnx=={version('onnx')}", f"onnxruntime=={version('onnxruntime')}"]
-    with store_lock(tracking_uri), _use_tracking_uri(tracking_uri):
+    # MLflow 3.17 files a logged model under the process's current experiment (the Default
+    # one here), not its source run's: name the run's experiment for the call.
+    with store_lock(tracking_uri), _use_tracking_uri(tracking_uri), _environ(
+        MLFLOW_EXPERIMENT_ID=experiment_id, MLFLOW_EXPERIMENT_NAME=None
+    ):
         info = mlflow.onnx.log_model(
             model, name=name, run_id=run_id, pip_requirements=requirements,
             save_as_external_data=False,
         )
     return info.model_uri
+
+
+@contextlib.contextmanager
+def _environ(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, unset) environment variables for the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def experiment_names(tracking_uri: str) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-# Fixtures that start real servers (tests/servers.py): tracking_server, postgres_store.
+# Fixtures that start real servers (tests/servers.py): tracking_server, postgres_store, mlflow_ui.
 pytest_plugins = ["servers"]
 
 # One intra-op thread per process, for this process and the sweeps it starts (set before any

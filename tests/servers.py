@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -113,3 +113,11 @@ def tracking_server(postgres_store: str, tmp_path_factory: pytest.TempPathFactor
         "--serve-artifacts", "--artifacts-destination", artifacts.as_uri(),
     ) as url:
         yield url
+
+
+@pytest.fixture
+def mlflow_ui(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """`mlflow_ui(store_uri)` starts `mlflow ui` on that store (stopped after the test) and
+    returns its URL."""
+    with contextlib.ExitStack() as stack:
+        yield lambda store_uri: stack.enter_context(mlflow_process("ui", store_uri, tmp_path / "ui"))

@@ -152,6 +152,7 @@ def test_an_onnx_file_becomes_a_model_of_the_run(store: str, exp: str, tmp_path:
     client = MlflowClient(store)
     model = client.get_logged_model(uri.removeprefix("models:/"))
     assert model.source_run_id == run.run_id
+    assert model.experiment_id == client.get_run(run.run_id).info.experiment_id  # not Default's
     outputs = client.get_run(run.run_id).outputs.model_outputs
     assert [o.model_id for o in outputs] == [model.model_id]
     import mlflow.onnx

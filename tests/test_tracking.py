@@ -179,6 +179,41 @@ def test_a_running_cell_records_its_owner_and_a_heartbeat(store: str, exp: str) 
     assert float(runs_with_hash(store, exp, "h")[0].tags[HEARTBEAT_TAG]) == stopped
 
 
+OWNER_SCRIPT = """
+import sys, time
+from lightyolo.tracking import RunTracker
+run = RunTracker.start(sys.argv[1], sys.argv[2], run_name="cell", tags={"config_hash": "k"}, params={})
+run.start_heartbeat(interval_s=0.5)
+print(run.run_id, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_owner_is_seen_gone_and_a_live_one_alive(store: str, exp: str) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT, store, exp], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        run_id = owner.stdout.readline().strip()
+        (past,) = runs_with_hash(store, exp, "k")
+        assert past.run_id == run_id and past.mlflow_status == "RUNNING"
+        assert past.tags[OWNER_PID_TAG] == str(owner.pid)
+        here = past.tags[OWNER_HOST_TAG]
+        assert owner_is_alive(past.tags, now=time.time(), host=here)  # leave it alone
+        owner.kill()
+        owner.wait()
+        (past,) = runs_with_hash(store, exp, "k")
+        assert past.mlflow_status == "RUNNING"  # as a SIGKILL leaves it
+        assert not owner_is_alive(past.tags, now=time.time(), host=here)  # cut off: resume it
+        # From another host the pid cannot be checked: the heartbeat decides, after the timeout.
+        assert owner_is_alive(past.tags, now=time.time(), host="elsewhere")
+        assert not owner_is_alive(past.tags, now=time.time() + 601, host="elsewhere")
+    finally:
+        owner.kill()
+        owner.wait()
+
+
 # owner_is_alive: the pure decision, with pids given as alive or dead.
 NOW = 10_000.0
 LIVE = {OWNER_HOST_TAG: "node1", OWNER_PID_TAG: "42", HEARTBEAT_TAG: str(NOW - 5)}

@@ -64,5 +64,5 @@ def test_a_cell_logs_and_reads_back_through_the_server(tracking_server: str, tmp
     assert json.loads(Path(stats).read_text()) == {"AP": 0.2}
     assert client.get_run(run.run_id).inputs.dataset_inputs[0].dataset.name == "shapes"
     model = client.get_logged_model(model_uri.removeprefix("models:/"))
-    assert model.source_run_id == run.run_id
+    assert (model.source_run_id, model.experiment_id) == (run.run_id, experiment_id)
     assert any(a.path == "model.onnx" for a in client.list_logged_model_artifacts(model.model_id))

@@ -41,7 +41,10 @@ PARENT_RUN_TAG = "mlflow.parentRunId"  # how the UI nests a run under another, a
 # would make every cell *reuse* the parent run rather than nest under it.
 PARENT_RUN_ENV = "LIGHTYOLO_PARENT_RUN_ID"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-TRAINING_KIND = "custom_model_development"  # the UI then opens on the runs table, not GenAI
+# The kind MLflow's UI gives model-training experiments (its experiment-type selector). The
+# 3.17 UI still lands where its per-browser GenAI / Model training switch says: see
+# experiment_ui_url for a link that opens the runs table.
+TRAINING_KIND = "custom_model_development"
 GROUP_PARAMS = ("backbone", "neck", "operator", "dataset")
 DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36)
 # Ownership of a running cell (tags): a rerun leaves a RUNNING run alone while its owner lives.
@@ -97,8 +100,8 @@ def check_experiment_name(name: str) -> str:
 
 def ensure_experiment(tracking_uri: str, name: str) -> str:
     """The id of experiment `name`, created (once, under the store lock) if missing, and
-    tagged as a model-training experiment (`mlflow.experimentKind`) so that the UI opens it on
-    its runs table; an experiment made before that tag existed gets it here.
+    tagged as a model-training experiment (`mlflow.experimentKind`, what the UI's experiment
+    type shows); an experiment made before that tag existed gets it here.
 
     For a SQLite store the artifacts go to `mlartifacts/<name>/` beside the database.
     """
@@ -159,11 +162,11 @@ def cell_params(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[s
 def source_tags(git_commit: str | None, source_name: str) -> dict[str, str]:
     """MLflow's own source tags (the UI's Source and User columns): the entry point, the
     commit (omitted when unknown) and the user."""
-    tags = {
-        "mlflow.source.name": source_name,
-        "mlflow.source.type": "LOCAL",
-        "mlflow.user": getpass.getuser(),
-    }
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (some containers)
+        user = str(os.getuid())
+    tags = {"mlflow.source.name": source_name, "mlflow.source.type": "LOCAL", "mlflow.user": user}
     if git_commit:
         tags["mlflow.source.git.commit"] = git_commit
     return tags

@@ -10,18 +10,23 @@ server (`mlflow server --backend-store-uri postgresql://…`) needs no lock.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
+import os
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,25 @@ log = logging.getLogger(__name__)
 MAX_PARAM_CHARS = 6000
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call
 STATUS_TAG = "status"
+KIND_TAG = "kind"  # what a run is when it is not a cell: "sweep" (a parent run), "report"
+SWEEP_KIND = "sweep"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # how the UI nests a run under another, across processes
+# A sweep hands its parent run's id to the cells under this name: MLflow's own MLFLOW_RUN_ID
+# would make every cell *reuse* the parent run rather than nest under it.
+PARENT_RUN_ENV = "LIGHTYOLO_PARENT_RUN_ID"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+# The kind MLflow's UI gives model-training experiments (its experiment-type selector). The
+# 3.17 UI still lands where its per-browser GenAI / Model training switch says: see
+# experiment_ui_url for a link that opens the runs table.
+TRAINING_KIND = "custom_model_development"
+GROUP_PARAMS = ("backbone", "neck", "operator", "dataset")
+DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36)
+# Ownership of a running cell (tags): a rerun leaves a RUNNING run alone while its owner lives.
+OWNER_HOST_TAG = "owner.host"
+OWNER_PID_TAG = "owner.pid"
+HEARTBEAT_TAG = "owner.heartbeat"  # unix seconds of the owner's last sign of life
+HEARTBEAT_TIMEOUT_S = 600.0  # no heartbeat for this long: the owner is taken to be gone
+HEARTBEAT_INTERVAL_S = 60.0  # how often a running cell's heartbeat thread beats
 
 
 def default_tracking_uri(base_dir: str | Path) -> str:
@@ -58,19 +82,42 @@ def _client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def ensure_experiment(tracking_uri: str, name: str) -> str:
-    """The id of experiment `name`, created (once, under the store lock) if missing.
+def check_experiment_name(name: str) -> str:
+    """`name` unchanged, or ValueError when it cannot be one folder under the artifact root.
 
-    For a SQLite store the artifacts go to `mlartifacts/` beside the database.
+    A SQLite store keeps an experiment's artifacts in `mlartifacts/<name>/`, and the report
+    writes `reports/<name>/`: a name with a path separator, `.`/`..`, or nothing at all would
+    put files elsewhere (`experiment=../x`), so it is refused rather than silently renamed.
     """
+    bad = not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0")
+    if bad:
+        raise ValueError(
+            f"experiment={name!r}: expected a name without '/', '\\', NUL and not '.' or '..' "
+            "(it names the experiment's artifact folder)"
+        )
+    return name
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """The id of experiment `name`, created (once, under the store lock) if missing, and
+    tagged as a model-training experiment (`mlflow.experimentKind`, what the UI's experiment
+    type shows); an experiment made before that tag existed gets it here.
+
+    For a SQLite store the artifacts go to `mlartifacts/<name>/` beside the database.
+    """
+    check_experiment_name(name)
     with store_lock(tracking_uri):
         client = _client(tracking_uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
+                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
             return experiment.experiment_id
         db = sqlite_path(tracking_uri)
         location = (db.parent / "mlartifacts" / name).as_uri() if db is not None else None
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
+        )
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -86,6 +133,103 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def experiment_ui_url(ui_url: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs table, for a server or `mlflow ui` at
+    `ui_url`. MLflow 3.17's UI lands on the GenAI overview unless its GenAI / Model training
+    switch (kept per browser) says otherwise; `workflowType=machine_learning` in the link does,
+    so a printed link opens on the runs whatever the browser last chose."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def cell_params(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:
+    """A cell's params: the flattened config plus the group choices under their own names
+    (`backbone=ghost`, ...), which comparisons and parallel coordinates show (the config holds
+    them only as `backbone._target_` class paths). A choice key that the flattened config also
+    has would make two different values for one immutable param: ValueError."""
+    params = flatten(config)
+    for key in GROUP_PARAMS:
+        if key not in choices:
+            continue
+        if key in params and params[key] != str(choices[key]):
+            raise ValueError(
+                f"config key {key!r} ({params[key]!r}) collides with the group choice param "
+                f"{key}={choices[key]!r}"
+            )
+        params[key] = str(choices[key])
+    return params
+
+
+def source_tags(git_commit: str | None, source_name: str) -> dict[str, str]:
+    """MLflow's own source tags (the UI's Source and User columns): the entry point, the
+    commit (omitted when unknown) and the user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (some containers)
+        user = str(os.getuid())
+    tags = {"mlflow.source.name": source_name, "mlflow.source.type": "LOCAL", "mlflow.user": user}
+    if git_commit:
+        tags["mlflow.source.git.commit"] = git_commit
+    return tags
+
+
+def owner_tags(*, now: float | None = None) -> dict[str, str]:
+    """This process as the owner of a running run: host, pid and a heartbeat (now)."""
+    return {
+        OWNER_HOST_TAG: socket.gethostname(),
+        OWNER_PID_TAG: str(os.getpid()),
+        HEARTBEAT_TAG: f"{time.time() if now is None else now:.3f}",
+    }
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, killed but not reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): os.kill is all there is
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def owner_is_alive(
+    tags: Mapping[str, str],
+    *,
+    now: float,
+    host: str,
+    timeout_s: float = HEARTBEAT_TIMEOUT_S,
+    pid_alive: Callable[[int], bool] = pid_alive,
+) -> bool:
+    """Whether the process that owns a RUNNING run (its `owner.*` tags) may still be working.
+
+    The owner is gone when it recorded no heartbeat (a run from before ownership was
+    recorded), when its last heartbeat is older than `timeout_s`, or when it ran on `host`
+    (this machine) and its pid is dead. Another host's pid cannot be checked from here, so
+    there the heartbeat alone decides.
+    """
+    try:
+        beat = float(tags[HEARTBEAT_TAG])
+    except (KeyError, ValueError):
+        return False
+    if now - beat > timeout_s:
+        return False
+    if tags.get(OWNER_HOST_TAG) == host:
+        try:
+            return pid_alive(int(tags[OWNER_PID_TAG]))
+        except (KeyError, ValueError):
+            return False
+    return True
+
+
+def parent_run_id_from_env() -> str | None:
+    """The id of the sweep's parent run that the launching process handed down, if any."""
+    return os.environ.get(PARENT_RUN_ENV) or None
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -97,6 +241,7 @@ class RunTracker:
 
     tracking_uri: str
     run_id: str
+    _stop_heartbeat: threading.Event | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def start(
@@ -107,13 +252,16 @@ class RunTracker:
         run_name: str,
         tags: Mapping[str, str],
         params: Mapping[str, str],
+        parent_run_id: str | None = None,
     ) -> "RunTracker":
+        """Create a run; with `parent_run_id` it is nested under that run (a sweep's cell)."""
         experiment_id = ensure_experiment(tracking_uri, experiment)
+        tags = {k: str(v) for k, v in tags.items()}
+        if parent_run_id:
+            tags[PARENT_RUN_TAG] = parent_run_id
         with store_lock(tracking_uri):
             client = _client(tracking_uri)
-            run = client.create_run(
-                experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}
-            )
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
             entries = [Param(k, v) for k, v in params.items()]
             for chunk in _chunks(entries, BATCH_LIMIT):
                 client.log_batch(run.info.run_id, params=chunk, synchronous=True)
@@ -128,6 +276,47 @@ class RunTracker:
         tracker = cls(tracking_uri, run_id)
         tracker.set_tags(tags)
         return tracker
+
+    def heartbeat(self) -> None:
+        """Record this process (host, pid) as the run's owner, alive now."""
+        self.set_tags(owner_tags())
+
+    def start_heartbeat(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        """Beat now, then every `interval_s` from a daemon thread until `finish`: an epoch
+        longer than the heartbeat timeout (a full COCO epoch on a CPU) does not make a live
+        cell look abandoned, and a killed process stops beating with it."""
+        self.heartbeat()
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.heartbeat()
+                except Exception as exc:  # a store hiccup must not kill training
+                    log.warning("heartbeat of run %s not recorded: %s", self.run_id, exc)
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+        self._stop_heartbeat = stop
+
+    def log_dataset(
+        self, *, name: str, digest: str, source: str, splits: Mapping[str, int], context: str = "train"
+    ) -> None:
+        """Log the dataset as an input of the run (the UI's Dataset column and filter).
+
+        It is described, not loaded (what `mlflow.data.meta_dataset.MetaDataset` records): the
+        name, `digest` (a content fingerprint, cut to MLflow's 36 characters), the source path,
+        and the split sizes as its profile, e.g. `{"train": 128, "val": 32}`.
+        """
+        dataset = Dataset(
+            name=name,
+            digest=digest[:DIGEST_CHARS],
+            source_type="local",
+            source=json.dumps({"uri": str(source)}),
+            profile=json.dumps({split: int(n) for split, n in splits.items()}),
+        )
+        entry = DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
+        with store_lock(self.tracking_uri):
+            _client(self.tracking_uri).log_inputs(self.run_id, datasets=[entry])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
@@ -156,8 +345,19 @@ class RunTracker:
             local.write_text(json.dumps(obj))
             self.log_artifact(local, path.parent.as_posix() if path.parent.parts else None)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Write `text` and log it at `artifact_file` (e.g. a sweep's "summary.txt")."""
+        path = Path(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            local.write_text(text)
+            self.log_artifact(local, path.parent.as_posix() if path.parent.parts else None)
+
     def finish(self, status: str, error: str | None = None) -> None:
-        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag."""
+        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag.
+        Stops the heartbeat thread, if any."""
+        if self._stop_heartbeat is not None:
+            self._stop_heartbeat.set()
         tags = {STATUS_TAG: status}
         if error is not None:
             tags["error"] = error
@@ -167,6 +367,78 @@ class RunTracker:
             _client(self.tracking_uri).set_terminated(
                 self.run_id, status=RunStatus.to_string(terminal)
             )
+
+
+def start_sweep_run(
+    tracking_uri: str,
+    experiment: str,
+    *,
+    name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str],
+) -> RunTracker:
+    """The parent run of one multirun (tag `kind=sweep`, status `running`); its cells are
+    started with `parent_run_id=` its id, and the UI nests them under it."""
+    return RunTracker.start(
+        tracking_uri, experiment, run_name=name,
+        tags={**tags, KIND_TAG: SWEEP_KIND, STATUS_TAG: "running"}, params=params,
+    )
+
+
+def newest_sweep_run_id(tracking_uri: str, experiment: str) -> str | None:
+    """The id of the experiment's newest sweep parent run (to hang a report under), or None."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.{KIND_TAG} = '{SWEEP_KIND}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def log_onnx_model(tracking_uri: str, run_id: str, path: str | Path, *, name: str = "model") -> str:
+    """Log the ONNX file at `path` as a model of run `run_id` (an MLflow logged model with the
+    `onnx` flavour, in the run's experiment: the UI's Models column, `mlflow.onnx.load_model`,
+    `mlflow.pyfunc`); returns its model URI (`models:/<model_id>`)."""
+    import mlflow.onnx
+    import onnx
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    model = onnx.load(str(path))
+    experiment_id = _client(tracking_uri).get_run(run_id).info.experiment_id
+    # Pinned requirements: without them MLflow infers them by loading the model in a subprocess.
+    requirements = [f"onnx=={version('onnx')}", f"onnxruntime=={version('onnxruntime')}"]
+    # MLflow 3.17 files a logged model under the process's current experiment (the Default
+    # one here), not its source run's: name the run's experiment for the call.
+    with store_lock(tracking_uri), _use_tracking_uri(tracking_uri), _environ(
+        MLFLOW_EXPERIMENT_ID=experiment_id, MLFLOW_EXPERIMENT_NAME=None
+    ):
+        info = mlflow.onnx.log_model(
+            model, name=name, run_id=run_id, pip_requirements=requirements,
+            save_as_external_data=False,
+        )
+    return info.model_uri
+
+
+@contextlib.contextmanager
+def _environ(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, unset) environment variables for the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def experiment_names(tracking_uri: str) -> list[str]:
@@ -224,6 +496,7 @@ class PastRun:
     status: str  # the `status` tag: completed / failed / resumed / running
     output_dir: str | None
     start_time: int
+    tags: Mapping[str, str] = field(default_factory=dict)  # all of them (owner.* among them)
 
 
 def runs_with_hash(tracking_uri: str, experiment: str, config_hash: str) -> list[PastRun]:
@@ -244,6 +517,7 @@ def runs_with_hash(tracking_uri: str, experiment: str, config_hash: str) -> list
             run.data.tags.get(STATUS_TAG, ""),
             run.data.tags.get("output_dir"),
             run.info.start_time,
+            dict(run.data.tags),
         )
         for run in found
     ]

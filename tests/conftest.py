@@ -10,6 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+# Fixtures that start real servers (tests/servers.py): tracking_server, postgres_store, mlflow_ui.
+pytest_plugins = ["servers"]
+
 # One intra-op thread per process, for this process and the sweeps it starts (set before any
 # test module imports torch): the models under test are tiny, and two processes each spinning
 # two OpenMP threads on a 2-core machine stall each other for seconds. OMP_NUM_THREADS overrides.

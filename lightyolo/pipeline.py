@@ -34,7 +34,7 @@ from lightyolo.eval.evaluate import EvalResult, evaluate, ground_truth_for
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
-from lightyolo.tracking import PastRun, RunTracker, flatten, runs_with_hash
+from lightyolo.tracking import PastRun, RunTracker, flatten, parent_run_id_from_env, runs_with_hash
 from lightyolo.train.checkpoint import BEST, LAST, load_checkpoint
 from lightyolo.train.loop import EpochReport, TrainResult, train
 
@@ -133,7 +133,7 @@ def open_run(
                  "status": "running", "output_dir": str(out)}
         tracker = RunTracker.start(
             ident.tracking_uri, ident.experiment, run_name=ident.name, tags=tags,
-            params=flatten(settings.config),
+            params=flatten(settings.config), parent_run_id=parent_run_id_from_env(),
         )
     out.mkdir(parents=True, exist_ok=True)
     log.info("MLflow run %s (%s) of %s in %s", tracker.run_id, ident.tracking_uri, ident.name, out)

@@ -20,6 +20,7 @@ from lightyolo import pipeline
 from lightyolo.cell_result import CellResult, take_sweep_failures
 from lightyolo.configs import GROUPS, config_dir, group_options
 from lightyolo.settings import group_choices, run_name
+from lightyolo.tracking import check_experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,19 @@ def unknown_choice_error(argv: list[str], conf_dir: Path | None = None) -> str |
     return None
 
 
+def exit_on_bad_experiment(name: str) -> None:
+    """Stop with one line on stderr and exit status 2 when `experiment` cannot name an
+    artifact folder (`experiment=../x`), before any run or directory is made for it."""
+    try:
+        check_experiment_name(str(name))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    exit_on_bad_experiment(cfg.experiment)
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return pipeline.run(cfg, output_dir=Path(hydra_cfg.runtime.output_dir)).metrics.get("map50_95")

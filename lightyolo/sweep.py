@@ -3,10 +3,12 @@
 Hydra's launchers run the cells (basic: one after another; joblib: in parallel on this
 machine; submitit: on SLURM, or `submitit_local` here). Each cell writes
 `<sweep dir>/<job>/cell_result.json` whatever happens to it; `SweepCallback` — configured in
-`conf/config.yaml` under `hydra.callbacks` — prepares the MLflow experiment before any job
-starts, and at the end reads those files back, prints the summary table and records whether
-any cell failed (`cell_result.record_sweep_failures`), so that `python -m lightyolo.run -m …`
-exits non-zero.
+`conf/config.yaml` under `hydra.callbacks` — prepares the MLflow experiment and opens the
+sweep's parent run before any job starts (its id goes to the jobs in
+`tracking.PARENT_RUN_ENV`, so every launcher's cells nest under it), and at the end reads
+those files back, prints the summary table, logs it on the parent run, closes that run, and
+records whether any cell failed (`cell_result.record_sweep_failures`), so that
+`python -m lightyolo.run -m …` exits non-zero.
 
 `python -m lightyolo.sweep NAME [overrides]` is short for
 `python -m lightyolo.run -m -cd <repo>/sweeps -cn NAME [overrides]`.
@@ -14,6 +16,7 @@ exits non-zero.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -28,23 +31,44 @@ from omegaconf import DictConfig
 
 from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
 from lightyolo.configs import sweep_names, sweeps_dir
+from lightyolo.pipeline import git_sha
+from lightyolo.run import exit_on_bad_experiment
 from lightyolo.settings import tracking_uri
-from lightyolo.tracking import ensure_experiment
+from lightyolo.tracking import (
+    MAX_PARAM_CHARS,
+    PARENT_RUN_ENV,
+    RunTracker,
+    ensure_experiment,
+    experiment_ui_url,
+    source_tags,
+    start_sweep_run,
+)
 
 log = logging.getLogger(__name__)
 
 # Set by the launching process for its jobs (inherited by joblib/submitit workers).
 ENV_CELLS = "LIGHTYOLO_SWEEP_CELLS"
 ENV_START = "LIGHTYOLO_SWEEP_START"
+SUMMARY_ARTIFACT = "summary.txt"  # the end-of-sweep table, on the sweep's parent run
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def sweep_grid(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict[str, str]:
+    """The swept keys and their values: the sweep file's `hydra.sweeper.params`, replaced or
+    extended by the command line's overrides of those keys and its own sweeps (`a=1,2`)."""
+    grid = {str(k): str(v) for k, v in (sweeper_params or {}).items()}
+    parser = OverridesParser.create()
+    for override in task_overrides:
+        key, _, value = override.partition("=")
+        if key in grid or parser.parse_override(override).is_sweep_override():
+            grid[key] = value
+    return grid
 
 
 def count_cells(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> int:
     """How many jobs the basic sweeper makes: the product of every swept key's values
     (command-line overrides replace the sweep file's `hydra.sweeper.params` of the same key)."""
-    params = {str(k): str(v) for k, v in (sweeper_params or {}).items()}
-    for override in task_overrides:
-        key = override.split("=", 1)[0]
-        params[key] = override.split("=", 1)[1] if "=" in override else ""
+    params = sweep_grid(task_overrides, sweeper_params)
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     return math.prod(
         len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()
@@ -81,19 +105,47 @@ def summary_table(results: list[CellResult], expected: int) -> str:
     return "\n".join(lines)
 
 
+def ui_link(uri: str, experiment_id: str) -> str:
+    """Where to look at the experiment: the tracking server's own UI, or for a local store
+    `mlflow ui` at its default address (with the command that serves it)."""
+    if uri.startswith(("http://", "https://")):
+        return experiment_ui_url(uri, experiment_id)
+    return f"{experiment_ui_url(LOCAL_UI, experiment_id)} (after: mlflow ui --backend-store-uri {uri})"
+
+
 class SweepCallback(Callback):
-    """Hydra callback: experiment creation, progress and the summary of a multirun."""
+    """Hydra callback: experiment, parent run, progress and the summary of a multirun."""
+
+    def __init__(self) -> None:
+        self._parent: RunTracker | None = None
+        self._experiment_id = ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        cells = count_cells(
-            list(config.hydra.overrides.task), config.hydra.sweeper.get("params")
-        )
+        exit_on_bad_experiment(config.experiment)
+        task = list(config.hydra.overrides.task)
+        grid = sweep_grid(task, config.hydra.sweeper.get("params"))
+        cells = count_cells(task, config.hydra.sweeper.get("params"))
         os.environ[ENV_CELLS] = str(cells)
         os.environ[ENV_START] = str(time.time())
+        sweep_dir = str(config.hydra.sweep.dir)
         # Created once here, before parallel jobs could race to create it.
         uri = tracking_uri(config.mlflow.tracking_uri, config.hydra.runtime.cwd)
-        ensure_experiment(uri, config.experiment)
-        log.info("sweep of %d cells into %s, MLflow experiment %r", cells, config.hydra.sweep.dir, config.experiment)
+        self._experiment_id = ensure_experiment(uri, config.experiment)
+        self._parent = start_sweep_run(
+            uri, config.experiment, name=f"sweep-{Path(sweep_dir).name}",
+            tags={"sweep_id": sweep_dir, **source_tags(git_sha(), "lightyolo.sweep")},
+            params={
+                "overrides": " ".join(task)[:MAX_PARAM_CHARS],
+                "grid": json.dumps(grid, sort_keys=True)[:MAX_PARAM_CHARS],
+                "sweep_dir": sweep_dir,
+            },
+        )
+        # Not MLFLOW_RUN_ID: with it a cell would log into the parent run instead of nesting.
+        os.environ[PARENT_RUN_ENV] = self._parent.run_id
+        log.info(
+            "sweep of %d cells into %s, MLflow experiment %r, parent run %s",
+            cells, sweep_dir, config.experiment, self._parent.run_id,
+        )
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if ENV_CELLS not in os.environ or "sweep" not in config.hydra:
@@ -111,8 +163,18 @@ class SweepCallback(Callback):
         results = read_results(Path(config.hydra.sweep.dir))
         failed = sum(r.status == "failed" for r in results) + max(expected - len(results), 0)
         record_sweep_failures(failed)
-        print(f"\nsweep {config.hydra.sweep.dir}: {len(results) - failed}/{expected} cells ok")
-        print(summary_table(results, expected), flush=True)
+        table = summary_table(results, expected)
+        headline = f"sweep {config.hydra.sweep.dir}: {len(results) - failed}/{expected} cells ok"
+        os.environ.pop(PARENT_RUN_ENV, None)  # a later run of this process is no cell of it
+        print(f"\n{headline}")
+        print(table, flush=True)
+        if self._parent is not None:
+            self._parent.log_text(f"{headline}\n{table}\n", SUMMARY_ARTIFACT)
+            self._parent.finish(
+                "failed" if failed else "completed",
+                error=f"{failed} of {expected} cells failed" if failed else None,
+            )
+            print(f"MLflow: {ui_link(self._parent.tracking_uri, self._experiment_id)}", flush=True)
 
 
 def main() -> None:

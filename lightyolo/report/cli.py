@@ -3,7 +3,9 @@
 Reads the runs back from the tracking store alone (design.md: the report never retrains),
 writes `<out>/<experiment>/ablation.md`, `ablation.csv` (one row per variant), `runs.csv`
 (one row per run) and the tradeoff PNGs, and logs them as artifacts of a run named `report`
-(tag kind=report) in the same experiment.
+(tag kind=report) in the same experiment. When the experiment holds a sweep, the report run
+is nested under the newest sweep's parent run, and the files are logged on that parent run
+too (`report/`), beside its summary table.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lightyolo.report.aggregate import (
     aggregate_variants,
     included_runs,
 )
-from lightyolo.report.collect import ReportError, UsageError, newest_experiment, read_runs
+from lightyolo.report.collect import REPORT_KIND, ReportError, UsageError, newest_experiment, read_runs
 from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
 from lightyolo.settings import tracking_uri
@@ -134,12 +136,17 @@ def runs_with_use(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _log_report_run(uri: str, experiment: str, baseline: Baseline, files: ReportFiles) -> None:
+    """The report as a run of its own (under the newest sweep, when there is one), and its
+    files on that sweep's parent run as well."""
+    sweep_run_id = tracking.newest_sweep_run_id(uri, experiment)
     tracker = tracking.RunTracker.start(
-        uri, experiment, run_name="report", tags={"kind": "report"},
-        params={"baseline": str(baseline)},
+        uri, experiment, run_name="report", tags={tracking.KIND_TAG: REPORT_KIND},
+        params={"baseline": str(baseline)}, parent_run_id=sweep_run_id,
     )
-    for path in files.all():
-        tracker.log_artifact(path, "report")
+    targets = [tracker] + ([tracking.RunTracker(uri, sweep_run_id)] if sweep_run_id else [])
+    for target in targets:
+        for path in files.all():
+            target.log_artifact(path, "report")
     tracker.finish("completed")
 
 

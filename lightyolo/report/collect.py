@@ -2,8 +2,8 @@
 
 Reads what design.md's "MLflow schema" promises (tags `backbone`/`neck`/`operator`/
 `dataset`/`seed`/`status`/`error`, params `model.scale` and `train.img_size`, the final
-metrics) out of `tracking.runs_frame`, drops the report's own runs (tag `kind=report`) and
-settles each run's status: the `status` tag when it is final, else MLflow's own FAILED /
+metrics) out of `tracking.runs_frame`, drops the runs that are no cell — the report's own
+(tag `kind=report`) and the sweeps' parent runs (`kind=sweep`) — and settles each run's status: the `status` tag when it is final, else MLflow's own FAILED /
 KILLED, else "running" (a run still going, or cut off, has no final status).
 """
 
@@ -78,6 +78,8 @@ CODE_ITEM = "code"
 BENCH_PARTS: tuple[str, ...] = ("median_ms", "ci_low_ms", "ci_high_ms")
 
 UNKNOWN = "-"  # shown for a coordinate a run did not log
+REPORT_KIND = "report"
+NOT_CELLS = (REPORT_KIND, tracking.SWEEP_KIND)  # `kind` tags of runs that trained nothing
 FINAL_STATUSES = ("completed", "failed")
 
 
@@ -115,15 +117,16 @@ def newest_experiment(tracking_uri: str) -> str:
 def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     """`tracking.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
     columns, one float column per final metric (NaN where not logged), `recipe_items` (dict)
-    and `recipe` (its digest: runs of one report row share it), `val_is_train`; report
-    runs dropped."""
+    and `recipe` (its digest: runs of one report row share it), `val_is_train`; report and
+    sweep runs dropped."""
     if raw.empty:
         columns = ["run_id", "run_name", "start_time", "status", *RUN_FIELDS, *FINAL_METRICS,
                    "recipe_items", "recipe", "val_is_train"]
         return pd.DataFrame(columns=columns)
     raw = raw.reset_index(drop=True)
-    if "tags.kind" in raw:
-        raw = raw[raw["tags.kind"].fillna("") != "report"].reset_index(drop=True)
+    kind = f"tags.{tracking.KIND_TAG}"
+    if kind in raw:
+        raw = raw[~raw[kind].fillna("").isin(NOT_CELLS)].reset_index(drop=True)
     runs = pd.DataFrame(
         {
             "run_id": raw["run_id"],

@@ -1,25 +1,20 @@
-"""The MLflow UI as a person sees it: `mlflow ui` on a real store written by tracking.py,
-opened in Debian's Chromium through Playwright (its own browser downloads cannot work here)."""
+"""The MLflow UI as a person sees it: a real smoke sweep (two tiny cells, Hydra multirun in a
+subprocess, SQLite store), then `mlflow ui` on that store, opened in Debian's Chromium through
+Playwright (its own browser downloads cannot work here)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from lightyolo.tracking import (
-    RunTracker,
-    cell_params,
-    ensure_experiment,
-    experiment_ui_url,
-    log_onnx_model,
-    source_tags,
-    start_sweep_run,
-)
+from lightyolo.tracking import ensure_experiment, experiment_ui_url, runs_frame
 
-from test_tracking import tiny_onnx
+from conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless as root, and quiet: without the background-networking flags Chromium keeps
@@ -31,7 +26,10 @@ CHROMIUM_FLAGS = [
 # The UI opens its assistant panel on a first visit; closed, the runs table gets the width.
 QUIET_UI = "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');" \
            "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
-CELLS = {"c3-pan-conv-s0": 0.1234, "ghost-slim-conv-s0": 0.2345}
+# Two cells, seconds each: the smoke grid cut to one backbone, on a handful of images.
+SWEEP = {"backbone": "c3", "neck": "pan,slim", "train.epochs": 1, "dataset.num_train": 8,
+         "dataset.num_val": 4, "train.batch_size": 8, "eval.batch_size": 8, "bench.iters": 2}
+CELLS = ("c3-pan-conv-s0", "c3-slim-conv-s0")
 
 
 @pytest.fixture
@@ -49,37 +47,32 @@ def browser_page() -> Iterator:
         browser.close()
 
 
-def smoke_sweep_store(uri: str, onnx_file: Path) -> tuple[str, str]:
-    """A sweep as the pipeline logs one: a parent run, two cells nested under it, each with
-    its dataset input, source tags, group params, final mAP and its ONNX export as a model.
-    Returns (experiment id, parent run id)."""
-    experiment_id = ensure_experiment(uri, "smoke")
-    sweep = start_sweep_run(uri, "smoke", name="sweep-smoke", tags=source_tags("0123abc", "lightyolo.sweep"),
-                            params={"grid": "backbone=c3,ghost neck=pan,slim"})
-    for name, map50_95 in CELLS.items():
-        backbone, neck, operator, _ = name.split("-")
-        choices = {"backbone": backbone, "neck": neck, "operator": operator, "dataset": "shapes"}
-        cell = RunTracker.start(
-            uri, "smoke", run_name=name, tags={**choices, **source_tags("0123abc", "lightyolo.run")},
-            params=cell_params({"seed": 0, "train": {"epochs": 1}}, choices), parent_run_id=sweep.run_id,
-        )
-        cell.log_dataset(name="shapes", digest="5eed0001", source="/data/shapes", splits={"train": 16, "val": 8})
-        cell.log_metrics({"map50_95": map50_95, "map50": 2 * map50_95})
-        log_onnx_model(uri, cell.run_id, onnx_file)
-        cell.finish("completed")
-    sweep.finish("completed")
-    return experiment_id, sweep.run_id
+@pytest.fixture(scope="module")
+def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The store of a real `python -m lightyolo.sweep smoke` over two tiny cells."""
+    root = tmp_path_factory.mktemp("ui_sweep")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightyolo.sweep", "smoke", *(f"{k}={v}" for k, v in SWEEP.items()),
+         f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={root / 'smoke'}", f"dataset.root={root / 'shapes'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return uri
 
 
-def test_the_ui_shows_the_sweep_with_its_cells_datasets_and_map(
-    tmp_path: Path, mlflow_ui: Callable[[str], str], browser_page
+def test_the_ui_shows_the_sweep_with_its_cells_and_their_map(
+    smoke_store: str, tmp_path: Path, mlflow_ui: Callable[[str], str], browser_page
 ) -> None:
-    experiment_id, _ = smoke_sweep_store(f"sqlite:///{tmp_path / 'mlflow.db'}", tiny_onnx(tmp_path / "model.onnx"))
-    url = mlflow_ui(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = runs_frame(smoke_store, "smoke")
+    (sweep,) = runs[runs["tags.kind"] == "sweep"].itertuples()
+    cells = runs[runs["tags.mlflow.parentRunId"] == sweep.run_id].set_index("run_name")
+    assert sorted(cells.index) == sorted(CELLS)
+    experiment_id = ensure_experiment(smoke_store, "smoke")  # exists: its id
     page = browser_page
-    page.goto(experiment_ui_url(url, experiment_id))
+    page.goto(experiment_ui_url(mlflow_ui(smoke_store), experiment_id))
 
-    parent = page.get_by_role("row").filter(has_text="sweep-smoke")
+    parent = page.get_by_role("row").filter(has_text=sweep.run_name)
     parent.wait_for()
     assert "/overview" not in page.url and "/runs" in page.url  # the runs table, not GenAI's
     # The cells are nested: hidden under the sweep until its row is expanded.
@@ -88,20 +81,21 @@ def test_the_ui_shows_the_sweep_with_its_cells_datasets_and_map(
     parent.get_by_role("button").first.click()
     for name in CELLS:
         page.get_by_role("row").filter(has_text=name).wait_for()
-    show_columns(page, "map50_95", "backbone")  # a metric and a group param (hidden at first)
+    show_columns(page, "map50_95")  # the final metric (hidden at first)
     page.get_by_role("columnheader").filter(has_text="map50_95").first.wait_for()
     page.screenshot(path=tmp_path / "mlflow-ui.png")
 
     # The grid draws each run as two rows (the pinned name column, and the rest) with one row-id.
-    for name, map50_95 in CELLS.items():
+    for name in CELLS:
         row_id = page.get_by_role("row").filter(has_text=name).get_attribute("row-id")
-        cells = page.locator(f'[role=row][row-id="{row_id}"]').all_inner_texts()
-        shown = " ".join(cells)
-        assert "shapes (5eed0001)" in shown  # the Dataset column: name (digest)
-        assert f"{map50_95:.4f}" in shown and name.split("-")[0] in shown.split()
-        assert "lightyolo.run" in shown  # the Source column
-        assert "model" in shown.split()  # the Models column: the ONNX export
+        shown = " ".join(page.locator(f'[role=row][row-id="{row_id}"]').all_inner_texts()).split()
+        assert ui_number(cells.loc[name, "metrics.map50_95"]) in shown  # the mAP50-95 column
     assert (tmp_path / "mlflow-ui.png").stat().st_size > 10_000
+
+
+def ui_number(value: float) -> str:
+    """A metric as the runs table prints it: rounded to 4 decimals, no trailing zeros."""
+    return f"{round(float(value), 4):.4f}".rstrip("0").rstrip(".")
 
 
 def show_columns(page, *names: str) -> None:

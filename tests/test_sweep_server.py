@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -168,3 +169,17 @@ def test_the_report_reads_the_server_back_and_hangs_under_the_newest_sweep(
     client = MlflowClient(history.uri)
     on_sweep = {a.path for a in client.list_artifacts(newest_sweep, "report")}
     assert "report/ablation.md" in on_sweep and "report/ablation.csv" in on_sweep
+
+
+def test_a_report_on_a_server_that_does_not_answer_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightyolo.report", f"tracking_uri={uri}", f"out={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},  # fail now, not in minutes
+    )
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"lightyolo.report: cannot read the MLflow store at {uri}: ")

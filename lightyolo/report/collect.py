@@ -100,6 +100,8 @@ def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
         raw = tracking.runs_frame(tracking_uri, experiment)
     except ValueError as err:
         raise ReportError(str(err)) from err
+    except Exception as err:  # MLflow's errors (a server that does not answer), unimported here
+        raise _unreadable(tracking_uri, err) from err
     return runs_table(raw)
 
 
@@ -108,10 +110,20 @@ def newest_experiment(tracking_uri: str) -> str:
     db = tracking.sqlite_path(tracking_uri)
     if db is not None and not db.is_file():
         raise ReportError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
-    names = tracking.experiment_names(tracking_uri)
+    try:
+        names = tracking.experiment_names(tracking_uri)
+    except Exception as err:  # as in read_runs
+        raise _unreadable(tracking_uri, err) from err
     if not names:
         raise ReportError(f"no MLflow experiments at {tracking_uri}")
     return names[0]
+
+
+def _unreadable(tracking_uri: str, err: Exception) -> ReportError:
+    """One line for a store that cannot be read (e.g. a tracking server that is down: MLflow
+    retries for minutes first, unless MLFLOW_HTTP_REQUEST_MAX_RETRIES says otherwise)."""
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ReportError(f"cannot read the MLflow store at {tracking_uri}: {first[:300]}")
 
 
 def runs_table(raw: pd.DataFrame) -> pd.DataFrame:

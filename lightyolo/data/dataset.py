@@ -141,8 +141,12 @@ class DetectionDataset(Dataset):
     def _decode(self, index: int) -> np.ndarray:
         """Decode and resize an image (long side img_size); CorruptImageError if it is bad."""
         record = self.records[index]
-        return load_resized(record.path, self.img_size, fast=self.augment,
-                            expected_hw=(record.height, record.width))[0]
+        img, shape = load_resized(record.path, self.img_size, fast=self.augment)
+        if shape != (record.height, record.width):
+            log.warning("image %s decodes to %dx%d (w x h) where the index says %dx%d; its boxes are "
+                        "normalised, so they are placed by the index's proportions", record.path,
+                        shape[1], shape[0], record.width, record.height)
+        return img
 
     def _note_corrupt(self, index: int, error: CorruptImageError) -> None:
         if index not in self.corrupt:

@@ -49,19 +49,26 @@ class AugmentHyp:
     mixup: float = 0.0  # probability of mixing two mosaics
 
 
-def decode(path: Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_JPEG_END = b"\xff\xd9"
+
+
+def decode(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of an image file, EXIF orientation applied (`cv2.imread`).
 
-    Raises `CorruptImageError` naming the file when OpenCV cannot decode it, or when its
-    size differs from `expected_hw` (h, w), the EXIF-corrected size recorded at index time.
+    Raises `CorruptImageError` naming the file when it is missing, when OpenCV cannot decode
+    it, or when a JPEG lacks its end-of-image marker (truncated: OpenCV would decode the
+    missing part as grey with only a warning on stderr).
     """
+    path = Path(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        reason = "file is missing" if not Path(path).exists() else "OpenCV cannot decode it"
-        raise CorruptImageError(Path(path), reason)
-    if expected_hw is not None and bgr.shape[:2] != tuple(expected_hw):
-        raise CorruptImageError(Path(path), f"decodes to {bgr.shape[1]}x{bgr.shape[0]} (w x h), "
-                                            f"the index says {expected_hw[1]}x{expected_hw[0]}")
+        raise CorruptImageError(path, "file is missing" if not path.exists() else "OpenCV cannot decode it")
+    if path.suffix.lower() in _JPEG_SUFFIXES:
+        with open(path, "rb") as file:
+            file.seek(-2, 2)
+            if file.read(2) != _JPEG_END:
+                raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -80,10 +87,9 @@ def resize_long_side(img: np.ndarray, img_size: int, *, fast: bool) -> np.ndarra
     return cv2.resize(img, target, interpolation=interpolation)
 
 
-def load_resized(path: Path, img_size: int, *, fast: bool, expected_hw: tuple[int, int] | None = None
-                 ) -> tuple[np.ndarray, tuple[int, int]]:
+def load_resized(path: Path, img_size: int, *, fast: bool) -> tuple[np.ndarray, tuple[int, int]]:
     """Decoded image with its long side resized to `img_size` (see `resize_long_side`), and (h0, w0)."""
-    img = decode(path, expected_hw)
+    img = decode(path)
     return resize_long_side(img, img_size, fast=fast), img.shape[:2]
 
 

@@ -1,10 +1,11 @@
 """Caches of decoded, resized images: in RAM (uint8 arrays) or on disk (`.npy` files).
 
 Memory of a RAM cache: one (h, w, 3) uint8 array per image with the long side at
-`img_size`. For COCO train2017 (118,287 images, mostly 640x480 or 480x640) at 640 that is
-about 640 · 480 · 3 B = 0.92 MB per image, ~105 GiB in all (measured mean on coco128:
-0.88 MB per image at 640, 0.22 MB at 320, so ~97 GiB at 640 and ~24 GiB at 320); the disk
-cache takes the same on disk and costs one `np.load` per image instead of a JPEG decode.
+`img_size`, h·w·3 bytes. coco128's images (COCO's mix of sizes, mostly 640x480 / 480x640)
+average 0.89 MB at 640 and 0.22 MB at 320, so COCO train2017's 118,287 images need about
+98 GiB at 640 and 24.5 GiB at 320 (val2017's 5,000: 4.1 GiB / 1.0 GiB). Loader workers
+share the cache copy-on-write after the fork. The disk cache takes the same space on disk
+and costs one `np.load` per image instead of a JPEG decode.
 """
 
 from __future__ import annotations

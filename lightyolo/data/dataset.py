@@ -78,6 +78,7 @@ class DetectionDataset(Dataset):
         if rect:
             self.records, self.batch_shapes = _rect_batches(self.records, img_size, batch_size, stride, pad)
         self._buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}  # reused per process
+        self._pixel_boxes: dict[tuple[int, int, int], np.ndarray] = {}  # (index, w, h) -> xyxy boxes
         self.corrupt: dict[int, str] = {}  # index -> reason, the images found bad so far
         mode = cache_mode(cache_images)
         self._cache: ImageCache | None = None
@@ -189,7 +190,10 @@ class DetectionDataset(Dataset):
             raise RuntimeError(f"DetectionDataset: every one of the {len(self)} images is corrupt "
                                f"(e.g. {self.records[0].path})")
         h, w = img.shape[:2]
-        return img, record.classes, yolo_to_xyxy(record.boxes, w, h)
+        boxes = self._pixel_boxes.get((index, w, h))
+        if boxes is None:  # the same few shapes recur every epoch: convert once
+            boxes = self._pixel_boxes[(index, w, h)] = yolo_to_xyxy(record.boxes, w, h)
+        return img, record.classes, boxes
 
     def _letterboxed(self, index: int, shape: tuple[int, int], *, scaleup: bool
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, RatioPad]:

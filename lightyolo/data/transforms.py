@@ -186,8 +186,12 @@ def source_region(matrix: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int,
     coordinates) into `out_hw` can sample, with a pixel of margin for bilinear neighbours."""
     h, w = out_hw
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
-    back = corners @ np.linalg.inv(matrix).T
-    xs, ys = back[:, 0] / back[:, 2], back[:, 1] / back[:, 2]
+    if matrix[2, 0] or matrix[2, 1]:
+        back = corners @ np.linalg.inv(matrix).T
+        xs, ys = back[:, 0] / back[:, 2], back[:, 1] / back[:, 2]
+    else:  # affine: OpenCV's closed-form inverse, far cheaper than a general 3x3 inverse
+        back = corners @ cv2.invertAffineTransform(matrix[:2]).T
+        xs, ys = back[:, 0], back[:, 1]
     x0 = min(max(math.floor(xs.min()) - 2, 0), in_hw[1] - 1)
     y0 = min(max(math.floor(ys.min()) - 2, 0), in_hw[0] - 1)
     x1 = max(min(math.ceil(xs.max()) + 2, in_hw[1]), x0 + 1)
@@ -244,15 +248,24 @@ def warp_image(img: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int], *, 
 
 def warp_boxes(boxes: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """The box of each box's four warped corners, clipped to the output."""
-    n = len(boxes)
-    corners = np.ones((n * 4, 3))
-    corners[:, :2] = boxes[:, [0, 1, 2, 3, 0, 3, 2, 1]].reshape(n * 4, 2)  # x1y1, x2y2, x1y2, x2y1
-    corners = corners @ matrix.T
-    corners = (corners[:, :2] / corners[:, 2:3]).reshape(n, 8)
-    xs, ys = corners[:, 0::2], corners[:, 1::2]
-    new = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
-    new[:, [0, 2]] = new[:, [0, 2]].clip(0, out_hw[1])
-    new[:, [1, 3]] = new[:, [1, 3]].clip(0, out_hw[0])
+    if matrix[2, 0] or matrix[2, 1]:  # perspective: warp the four corners
+        n = len(boxes)
+        corners = np.ones((n * 4, 3))
+        corners[:, :2] = boxes[:, [0, 1, 2, 3, 0, 3, 2, 1]].reshape(n * 4, 2)  # x1y1, x2y2, x1y2, x2y1
+        corners = corners @ matrix.T
+        corners = (corners[:, :2] / corners[:, 2:3]).reshape(n, 8)
+        xs, ys = corners[:, 0::2], corners[:, 1::2]
+        new = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
+    else:  # affine: x' = a x + b y + c is extreme at the corners term by term
+        xs, ys = boxes[:, 0::2].astype(np.float64), boxes[:, 1::2].astype(np.float64)
+        new = np.empty((len(boxes), 4))
+        for axis in (0, 1):
+            a, b, c = matrix[axis]
+            ax, by = a * xs, b * ys  # (n, 2) each: the terms at x1/x2 and y1/y2
+            new[:, axis] = ax.min(1) + by.min(1) + c
+            new[:, axis + 2] = ax.max(1) + by.max(1) + c
+    np.clip(new[:, 0::2], 0, out_hw[1], out=new[:, 0::2])
+    np.clip(new[:, 1::2], 0, out_hw[0], out=new[:, 1::2])
     return new.astype(np.float32)
 
 

@@ -55,8 +55,9 @@ class ModelEMA:
                 sources.append(source.to(tensor.dtype))
             else:
                 tensor.copy_(source)
-        torch._foreach_mul_(averaged, decay)
-        torch._foreach_add_(averaged, sources, alpha=1 - decay)
+        if averaged:
+            torch._foreach_mul_(averaged, decay)
+            torch._foreach_add_(averaged, sources, alpha=1 - decay)
 
     def state_dict(self) -> dict[str, Any]:
         """The averaged weights and the update count, enough to resume exactly."""

@@ -29,6 +29,11 @@ backward, instead of materialising `unfold`'s (B, C·K², H·W) tensor (49× the
 K = 7). Measured on CPU, 1 thread, (B, C, H, W) = (8, 64, 80, 80), G = 4, K = 7, forward +
 backward: unfold-multiply-sum 2.2 GB peak RSS and 4.7-9.7 s; shifted taps 0.43 GB and
 0.8-1.1 s (plain autograd through the tap loop: 0.7-1.9 GB, 2-6 s).
+
+While being traced for export (TorchScript, ONNX) the aggregation takes a plain-op path
+instead, `F.unfold` → multiply → sum (`_unfold_aggregation`): the autograd.Function has no
+ONNX symbolic and fails the TorchScript exporter ("Argument passed to at() was not in the
+map"). Eager inference keeps the tap loop (under no_grad the Function records nothing).
 """
 
 from __future__ import annotations
@@ -121,6 +126,29 @@ class _ShiftedTapAggregation(torch.autograd.Function):
         return grad_x, grad_kernel.view_as(kernel), None, None
 
 
+def _exporting() -> bool:
+    """Whether this forward is being traced for TorchScript or ONNX export."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _unfold_aggregation(x: torch.Tensor, kernel: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    """The export path: unfold → multiply → sum over taps, in plain ops exporters understand.
+
+    `F.unfold` exports (opset >= 11) as a few Gather ops whatever K is; the 49-tap loop
+    would be ~250 ONNX nodes per site (30 s to export a cell). Its (B, C·K², L) tensor is
+    K² times the activation, acceptable at inference; training keeps the tap loop.
+    Output size floor((H + 2p − K) / s) + 1 = ceil(H / s), as the generator's grid.
+    """
+    batch, channels = x.shape[:2]
+    taps = kernel_size**2
+    groups = kernel.shape[1] // taps
+    out_h, out_w = kernel.shape[-2:]
+    columns = F.unfold(x, kernel_size, padding=(kernel_size - 1) // 2, stride=stride)
+    columns = columns.view(batch, groups, channels // groups, taps, out_h, out_w)
+    weights = kernel.view(batch, groups, 1, taps, out_h, out_w)
+    return (columns * weights).sum(3).view(batch, channels, out_h, out_w)
+
+
 class InvolutionAggregation(nn.Module):
     """Per-pixel K×K weighted sum of the input with generated kernels; no parameters.
 
@@ -138,6 +166,8 @@ class InvolutionAggregation(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        if _exporting():
+            return _unfold_aggregation(x, kernel, self.kernel_size, self.stride)
         return _ShiftedTapAggregation.apply(x, kernel, self.kernel_size, self.stride)
 
     def functional_macs(self, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:

@@ -241,7 +241,7 @@ def parse_options(argv: Sequence[str]) -> ExportOptions:
         values["dynamic_batch"] = as_bool("dynamic_batch", values["dynamic_batch"])
     options = ExportOptions(**values)
     from_files = options.weights is not None or options.config is not None
-    if (options.run_id is None) == from_files or (from_files and None in (options.weights, options.config)):
+    if (options.run_id is not None) == from_files or (from_files and None in (options.weights, options.config)):
         raise ExportError("export: give run_id=ID, or both weights=FILE and config=FILE")
     return options
 

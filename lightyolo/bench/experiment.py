@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import torch
 from omegaconf import OmegaConf
@@ -69,6 +70,7 @@ class CellResult:
     run_name: str
     method: str
     summary: Summary
+    times_ms: np.ndarray  # (rounds, iters): every timed pass, for ratios between cells
 
 
 def method_name(runtime: Runtime, threads: int, batch: int, img: int) -> str:
@@ -193,10 +195,11 @@ def bench_runs(
         tags: dict[str, str] = {}
         for runtime in runtimes:
             method = method_name(runtime, settings.threads, settings.batch, img)
-            summary = summarise(timings[(run.run_id, runtime.name)], settings.seed)
+            times = timings[(run.run_id, runtime.name)]
+            summary = summarise(times, settings.seed)
             metrics.update({f"bench/{method}/{k}": v for k, v in summary.metrics().items()})
             tags[f"bench/{method}"] = json.dumps(method_description(runtime, settings, img, len(runs)))
-            results.append(CellResult(run.run_id, run.run_name, method, summary))
+            results.append(CellResult(run.run_id, run.run_name, method, summary, times))
         recorder = tracking.RunTracker(tracking_uri, run.run_id)
         recorder.log_metrics(metrics)
         recorder.set_tags(tags)

@@ -11,7 +11,7 @@ that run's timings, bootstrap CI over rounds); then how far each cell's median m
 between the two runs.
 Acceptance (issue 10): speed-up CI contains 1.00, half-widths <= 5 %, medians move <= 5 %.
 
-    PYTHONPATH=. python benchmarks/bench_aa.py [threads=1] [rounds=30] [iters=20] [warmup=5] [img=320]
+    PYTHONPATH=. python benchmarks/bench_aa.py [threads=1] [rounds=30] [iters=20] [warmup=5] [img=320] [clock=auto|wall|cpu]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main(argv: list[str]) -> None:
     threads = int(options.get("threads", 1))
     rounds, iters = int(options.get("rounds", 30)), int(options.get("iters", 20))
     warmup, img = int(options.get("warmup", 5)), int(options.get("img", 320))
+    clock = options.get("clock", "auto")
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     print(f"before: {load()}")
     with tempfile.TemporaryDirectory(prefix="bench-aa-") as tmp:
@@ -49,14 +50,16 @@ def main(argv: list[str]) -> None:
             cfg = compose_config(tiny_overrides(tmp_path) + ["experiment=aa", f"seed={seed}"])
             pipeline.run(cfg, output_dir=tmp_path / f"s{seed}")
         uri = cfg.mlflow.tracking_uri
-        settings = bench.BenchSettings(threads=threads, img=img, rounds=rounds, warmup=warmup, iters=iters)
+        settings = bench.BenchSettings(
+            threads=threads, img=img, rounds=rounds, warmup=warmup, iters=iters, clock=clock
+        )
         medians: list[dict[tuple[str, str], float]] = []
         for repeat in (1, 2):
             results = bench.bench_runs(uri, "aa", settings, log=lambda _: None)
             by_key = {(r.run_name, r.method): r for r in results}
             medians.append({k: r.summary.median_ms for k, r in by_key.items()})
             print(f"\n## run {repeat} of the stage ({rounds} rounds × {warmup} warm-up + {iters} passes, "
-                  f"{threads} thread(s), {img} px)")
+                  f"{threads} thread(s), {img} px, {settings.resolved_clock()} clock)")
             print("| cell | method | median ms [95% CI] | half-width % |\n|---|---|---|---|")
             for (name, method), r in sorted(by_key.items()):
                 s = r.summary

@@ -20,7 +20,7 @@ from lightyolo.export import ONNX_ARTIFACT
 from conftest import REPO, compose_config, tiny_overrides
 
 EXPERIMENT = "benchtest"
-SETTINGS = BenchSettings(rounds=3, warmup=1, iters=2)
+SETTINGS = BenchSettings(rounds=3, warmup=1, iters=2, clock="wall")
 METHODS = ("torch_cpu_t1_b1_64", "onnxruntime_cpu_t1_b1_64")
 FIGURES = ("median_ms", "p90_ms", "ci_low_ms", "ci_high_ms")
 
@@ -63,7 +63,7 @@ def test_running_again_replaces_the_same_methods_figures(experiment: str) -> Non
     run = tracking.completed_runs(experiment, EXPERIMENT)[0]
     key = f"bench/{METHODS[0]}/median_ms"
     again = bench_runs(
-        experiment, EXPERIMENT, BenchSettings(runtimes=("torch",), rounds=2, warmup=0, iters=1),
+        experiment, EXPERIMENT, BenchSettings(runtimes=("torch",), rounds=2, warmup=0, iters=1, clock="wall"),
         run_ids=(run.run_id,), log=lambda _: None,
     )
     assert [r.run_id for r in again] == [run.run_id]
@@ -124,3 +124,18 @@ def test_bad_settings_fail_as_bench_errors(experiment: str) -> None:
         bench_runs(experiment, EXPERIMENT, BenchSettings(runtimes=("tensorrt",)), log=lambda _: None)
     with pytest.raises(BenchError, match="torch_fp16 runs on device=cuda only"):
         bench_runs(experiment, EXPERIMENT, BenchSettings(runtimes=("torch_fp16",)), log=lambda _: None)
+    with pytest.raises(BenchError, match="clock=cpu needs device=cpu and threads=1"):
+        bench_runs(experiment, EXPERIMENT, BenchSettings(threads=2, clock="cpu"), log=lambda _: None)
+
+
+def test_cpu_clock_times_the_work_and_names_its_methods_apart(experiment: str) -> None:
+    busy = {"spin": lambda: sum(range(20000)), "sleep": lambda: __import__("time").sleep(0.01)}
+    times = interleaved_timings(busy, rounds=2, warmup=0, iters=3, clock="cpu")
+    assert times["spin"].min() > 0
+    assert times["sleep"].max() < 5  # sleeping costs (almost) no CPU time, unlike 10 ms of wall clock
+    # The default clock at one CPU thread is CPU time.
+    results = bench_runs(experiment, EXPERIMENT, BenchSettings(runtimes=("torch",), rounds=2, warmup=0,
+                         iters=1), log=lambda _: None)
+    assert {r.method for r in results} == {"torch_cpu_t1_b1_64_cputime"}
+    run = tracking.completed_runs(experiment, EXPERIMENT)[0]
+    assert json.loads(run.tags["bench/torch_cpu_t1_b1_64_cputime"])["clock"].startswith("process CPU time")

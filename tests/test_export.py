@@ -46,7 +46,16 @@ def check_parity(cell, scale: str, tmp_path: Path) -> None:
     assert onnx.load(str(path)).opset_import[0].version >= 17
 
 
-@pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
+# Involution's exported tap graph (49 taps a site) takes 10-130 s to export on the shared
+# 2-core machine: one involution cell is in the fast set, the other seven are slow.
+FAST_INVOLUTION = "c3/pan/involution"
+SCALE_N = [
+    c if c.names[2] != "involution" or c.name == FAST_INVOLUTION else pytest.param(c, marks=pytest.mark.slow)
+    for c in CELLS
+]
+
+
+@pytest.mark.parametrize("cell", SCALE_N, ids=[c.name for c in CELLS])
 def test_every_cell_at_scale_n_exports_and_onnxruntime_matches_pytorch(cell, tmp_path: Path) -> None:
     check_parity(cell, "n", tmp_path)
 

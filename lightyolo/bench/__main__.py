@@ -30,6 +30,9 @@ keys:
   warmup=N            untimed passes per visit (default: 5)
   iters=N             timed passes per visit (default: 20)
   seed=N              seed of the visiting order and the bootstrap (default: 0)
+  clock=C             auto (default: cpu at device=cpu and threads=1, else wall), wall
+                      (elapsed) or cpu (process CPU time; threads=1 and device=cpu only; its
+                      methods are named with a _cputime suffix)
 """
 
 KEYS = ("experiment", "tracking_uri", "run_ids", *(f.name for f in fields(BenchSettings)))

@@ -11,7 +11,8 @@ runtime) pairs are timed interleaved (`stage.py`) and each cell's figures are wr
 its own run:
 
 - metrics `bench/<method>/median_ms`, `/p90_ms`, `/ci_low_ms`, `/ci_high_ms`, where
-  method = `<runtime>_<device>_t<threads>_b<batch>_<img>`, e.g. `onnxruntime_cpu_t1_b1_320`;
+  method = `<runtime>_<device>_t<threads>_b<batch>_<img>`, e.g. `onnxruntime_cpu_t1_b1_320`
+  (with `_cputime` appended when timed by CPU time, `clock=cpu`);
   running again logs new values of the same keys (MLflow's latest value is the figure);
 - tag `bench/<method>`: JSON describing the method in full (`method_description`).
 """
@@ -62,6 +63,14 @@ class BenchSettings:
     warmup: int = 5
     iters: int = 20
     seed: int = 0
+    # auto: cpu at device=cpu with 1 thread (the A/A check passes there on a loaded machine;
+    # wall clock does not), else wall. cpu = process CPU time, device=cpu and threads=1 only.
+    clock: str = "auto"
+
+    def resolved_clock(self) -> str:
+        if self.clock == "auto":
+            return "cpu" if self.device == "cpu" and self.threads == 1 else "wall"
+        return self.clock
 
 
 @dataclass(frozen=True)
@@ -73,9 +82,11 @@ class CellResult:
     times_ms: np.ndarray  # (rounds, iters): every timed pass, for ratios between cells
 
 
-def method_name(runtime: Runtime, threads: int, batch: int, img: int) -> str:
-    """`<runtime>_<device>_t<threads>_b<batch>_<img>`: the metric prefix of one method."""
-    return f"{runtime.name}_{runtime.device}_t{threads}_b{batch}_{img}"
+def method_name(runtime: Runtime, threads: int, batch: int, img: int, clock: str = "wall") -> str:
+    """`<runtime>_<device>_t<threads>_b<batch>_<img>` (+ `_cputime` for clock=cpu): a method's
+    metric prefix."""
+    suffix = "_cputime" if clock == "cpu" else ""
+    return f"{runtime.name}_{runtime.device}_t{threads}_b{batch}_{img}{suffix}"
 
 
 def method_description(runtime: Runtime, settings: BenchSettings, img: int, cells: int) -> dict[str, object]:
@@ -93,6 +104,7 @@ def method_description(runtime: Runtime, settings: BenchSettings, img: int, cell
         "warmup": settings.warmup,
         "iters": settings.iters,
         "seed": settings.seed,
+        "clock": "process CPU time (time.process_time)" if settings.resolved_clock() == "cpu" else "wall (time.perf_counter)",
         "cells_interleaved": cells,
         "memory_format": MEMORY_FORMAT,
         "batchnorm": "fused (torch.nn.utils.fusion.fuse_conv_bn_eval)",
@@ -154,6 +166,11 @@ def bench_runs(
         runs = [r for r in runs if r.run_id in run_ids]
     if not runs:
         raise BenchError(f"experiment {experiment!r} at {tracking_uri} has no completed runs; nothing to bench")
+    if settings.clock not in ("auto", "wall", "cpu"):
+        raise BenchError(f"clock={settings.clock!r}: expected auto, wall or cpu")
+    if settings.clock == "cpu" and (settings.device != "cpu" or settings.threads != 1):
+        raise BenchError("clock=cpu needs device=cpu and threads=1 (CPU time of several threads is not latency)")
+    clock = settings.resolved_clock()
     try:
         runtimes = build_runtimes(list(settings.runtimes), settings.device, settings.threads)
         configure_threads(settings.threads)
@@ -173,7 +190,7 @@ def bench_runs(
             if img < 32 or img % 32:
                 raise BenchError(f"run {run.run_id}: img={img}: expected a positive multiple of 32")
             models[run.run_id] = (model, img)
-        log(f"bench: {len(runs)} cells × {', '.join(r.name for r in runtimes)} on {settings.device}, "
+        log(f"bench: {len(runs)} cells × {', '.join(r.name for r in runtimes)} on {settings.device}, {clock} clock, "
             f"{settings.threads} thread(s), batch {settings.batch}: {settings.rounds} rounds of "
             f"{settings.warmup} warm-up + {settings.iters} timed passes")
         passes, onnx_files = deployed_passes(models, runtimes, settings.batch, Path(tmp) / "onnx")
@@ -185,7 +202,7 @@ def bench_runs(
                 tracking.log_run_artifact_as(tracking_uri, run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
         timings = interleaved_timings(
             passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
-            seed=settings.seed, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),
+            seed=settings.seed, clock=clock, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),
         )
 
     results = []
@@ -194,7 +211,7 @@ def bench_runs(
         metrics: dict[str, float] = {}
         tags: dict[str, str] = {}
         for runtime in runtimes:
-            method = method_name(runtime, settings.threads, settings.batch, img)
+            method = method_name(runtime, settings.threads, settings.batch, img, clock)
             times = timings[(run.run_id, runtime.name)]
             summary = summarise(times, settings.seed)
             metrics.update({f"bench/{method}/{k}": v for k, v in summary.metrics().items()})

@@ -2,7 +2,10 @@
 
 Protocol: R rounds; each round visits every subject (a (cell, runtime) pair) once, in an
 order shuffled per round from one seeded generator; a visit is `warmup` untimed passes and
-then `iters` timed ones (`time.perf_counter`, each pass synchronised by its runtime). Every
+then `iters` timed ones (each pass synchronised by its runtime), timed by wall clock
+(`time.perf_counter`, the default) or by the process's CPU time (`clock=cpu`,
+`time.process_time`: on a shared machine other processes' load barely moves it; one
+intra-op thread only, where CPU time is the pass's compute time). Every
 subject thus sees the same spread of machine states, so slow phases of a shared machine
 (other processes) land on all subjects alike instead of on whichever was measured then.
 
@@ -31,6 +34,9 @@ import numpy as np
 from scipy import stats
 
 Pass = Callable[[], None]
+# wall: elapsed time (what a user waits); cpu: this process's CPU time, which other processes
+# on a shared machine barely move (meaningful for one intra-op thread on the CPU only).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 
@@ -65,11 +71,15 @@ def interleaved_timings(
     warmup: int,
     iters: int,
     seed: int = 0,
+    clock: str = "wall",
     on_round: Callable[[int], None] | None = None,
 ) -> dict[Hashable, np.ndarray]:
     """Time every pass as the module docstring says; {subject: (rounds, iters) ms array}."""
     if rounds < 2 or warmup < 0 or iters < 1:
         raise ValueError(f"bench: expected rounds >= 2, warmup >= 0, iters >= 1; got {rounds}, {warmup}, {iters}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock={clock!r}: expected one of {', '.join(CLOCKS)}")
+    now = CLOCKS[clock]
     subjects = list(passes)
     times = {subject: np.empty((rounds, iters)) for subject in subjects}
     order = np.random.default_rng(seed)
@@ -81,9 +91,9 @@ def interleaved_timings(
                 forward_pass()
             row = times[subject][round_index]
             for i in range(iters):
-                start = time.perf_counter()
+                start = now()
                 forward_pass()
-                row[i] = (time.perf_counter() - start) * 1000
+                row[i] = (now() - start) * 1000
         if on_round is not None:
             on_round(round_index)
     return times

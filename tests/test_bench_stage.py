@@ -55,6 +55,7 @@ def test_bench_writes_each_methods_figures_and_tag_on_every_run(experiment: str)
             assert (tag["rounds"], tag["iters"], tag["cells_interleaved"]) == (3, 2, 2)
             assert tag["device_name"] and tag["torch_version"] and tag["onnxruntime_version"]
             assert tag["memory_format"] == "contiguous NCHW"
+            assert tracking.run_has_artifact(experiment, run.run_id, f"bench/{method}.json")
         assert tracking.run_has_artifact(experiment, run.run_id, ONNX_ARTIFACT)
 
 

@@ -14,7 +14,10 @@ its own run:
   method = `<runtime>_<device>_t<threads>_b<batch>_<img>`, e.g. `onnxruntime_cpu_t1_b1_320`
   (with `_cputime` appended when timed by CPU time, `clock=cpu`);
   running again logs new values of the same keys (MLflow's latest value is the figure);
-- tag `bench/<method>`: JSON describing the method in full (`method_description`).
+- tag `bench/<method>`: JSON describing the method in full (`method_description`);
+- artifact `bench/<method>.json`: {"round_medians_ms": [...]} in round order. Rounds are
+  shared by all cells of one bench run (same seed, same rounds), so a speed-up between two
+  cells is the per-round ratio of these lists, bootstrapped over rounds (`stage.round_ratio`).
 """
 
 from __future__ import annotations
@@ -220,4 +223,10 @@ def bench_runs(
         recorder = tracking.RunTracker(tracking_uri, run.run_id)
         recorder.log_metrics(metrics)
         recorder.set_tags(tags)
+        for result in results[-len(runtimes):]:
+            # Round r of every cell shares one pass over the machine: the report pairs them.
+            recorder.log_json(
+                {"round_medians_ms": np.median(result.times_ms, axis=1).tolist(), "seed": settings.seed},
+                f"bench/{result.method}.json",
+            )
     return results

@@ -19,6 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from lightyolo.configs import config_dir
 from lightyolo.data.dataset import AugmentHyp, DetectionDataset
 from lightyolo.data.loader import build_dataloader
 from lightyolo.models.detector import build_detector
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "coco128"))
     args = parser.parse_args()
 
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose(
             "config",
             overrides=[

@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2)
     module = f"lightyolo.{command}"
     if not runnable(module):
-        print(f"lightyolo: error: command {command!r} needs module {module}, which this install lacks", file=sys.stderr)
+        print(
+            f"lightyolo: error: command {command!r} needs python -m {module}, which this install does not have",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     sys.argv = [sys.argv[0], *rest]  # runpy puts the module's file in argv[0], as python -m does
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
-from lightyolo.configs import sweep_dirs, sweep_file, sweep_names
+from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_names
 from lightyolo.settings import tracking_uri
 from lightyolo.tracking import ensure_experiment
 
@@ -120,7 +120,11 @@ def main() -> None:
     """`python -m lightyolo.sweep NAME [overrides]`."""
     from lightyolo.run import cli  # the one CLI; run.py never imports this module
 
-    names = ", ".join(sweep_names())
+    try:
+        names = ", ".join(sweep_names())
+    except ConfigPathError as error:  # a LIGHTYOLO_CONFIG_PATH entry that is no directory
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}", file=sys.stderr)
         raise SystemExit(2)

@@ -113,10 +113,11 @@ def check_arguments(config: Mapping[str, Any], group: str, **given: Any) -> None
         signature.bind(*config.get("_args_", ()), **{**options, **given})
     except TypeError as error:
         name = getattr(target, "__qualname__", str(target))
+        parameters = ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in signature.parameters.values())
         from_build = ", ".join(given) or "nothing"
         from_yaml = ", ".join(options) or "nothing"
         raise ContractError(
-            f"conf/{group}: {name}{signature}: {error} (the build passes {from_build}; the yaml gives {from_yaml})"
+            f"conf/{group}: {name}({parameters}): {error} (the build passes {from_build}; the yaml gives {from_yaml})"
         ) from None
 
 

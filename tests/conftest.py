@@ -19,6 +19,8 @@ pytest_plugins = ["servers"]
 # test module imports torch): the models under test are tiny, and two processes each spinning
 # two OpenMP threads on a 2-core machine stall each other for seconds. OMP_NUM_THREADS overrides.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The tests compose the built-in groups only; a test that wants plugin dirs sets this itself.
+os.environ.pop("LIGHTYOLO_CONFIG_PATH", None)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = config_dir()  # the checkout's conf/, or an installed wheel's lightyolo/conf

@@ -9,6 +9,7 @@ an editable install of lightyolo there (its import finder) cannot shadow the ins
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import site
@@ -102,7 +103,7 @@ def test_the_installed_wheel_is_what_runs_and_carries_the_configs(venv: Path, ou
 
 def test_the_console_script_lists_the_zoo(venv: Path, outside: Path) -> None:
     proc = run([str(venv / "bin" / "lightyolo"), "zoo", "--no-check", "--img", "64", "--format", "csv"], outside)
-    zoo = pd.read_csv(pd.io.common.StringIO(proc.stdout))
+    zoo = pd.read_csv(io.StringIO(proc.stdout))
     assert len(zoo) == 4 * 2 * 2
     baseline = zoo[(zoo.backbone == "c3") & (zoo.neck == "pan") & (zoo.operator == "conv")].iloc[0]
     assert baseline["params"] == 1_872_157  # YOLOv5n (references.md)

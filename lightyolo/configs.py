@@ -10,7 +10,7 @@ Every lookup of a config file, group option or named sweep goes through here.
 - Plugins: `LIGHTYOLO_CONFIG_PATH`, directories separated by `os.pathsep`, each laid out like
   `conf/` (`backbone/`, `neck/`, `operator/`, `dataset/`) plus a `sweeps/` folder of named
   grids. They join every group after the built-ins (Hydra through
-  `hydra_plugins/lightyolo_searchpath.py`; the zoo, the choice validation and
+  `lightyolo/hydra_searchpath.py`; the zoo, the choice validation and
   `python -m lightyolo.sweep NAME` through `config_dirs` / `sweep_file`).
 - Hydra's own `hydra.searchpath=[file://DIR]` on a command line: `config_dirs(argv)` adds
   those directories, so the choice validation accepts the options found there.

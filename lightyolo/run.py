@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lightyolo import pipeline
+from lightyolo import hydra_searchpath, pipeline
 from lightyolo.cell_result import CellResult, take_sweep_failures
 from lightyolo.configs import GROUPS, ConfigPathError, config_dir, config_dirs, group_options
 from lightyolo.models.contracts import ContractError
@@ -83,6 +83,7 @@ def cli() -> None:
         print(error, file=sys.stderr)
         raise SystemExit(2)
     take_sweep_failures()  # a count left by an earlier sweep of this process is not ours
+    hydra_searchpath.register()  # LIGHTYOLO_CONFIG_PATH joins the groups
     main()
     if take_sweep_failures():
         raise SystemExit(1)

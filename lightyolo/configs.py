@@ -76,10 +76,15 @@ def searchpath_dirs(argv: Sequence[str]) -> list[Path]:
 
     `pkg://` entries are resolved to their package directory when importable."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
     overrides = [arg for arg in argv if arg.split("=", 1)[0].lstrip("+~") == "hydra.searchpath"]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides[-1:])
+    except OverrideParseException:
+        return []  # Hydra reports the malformed override itself
     dirs: list[Path] = []
-    for override in OverridesParser.create().parse_overrides(overrides[-1:]):
+    for override in parsed:
         value = override.value()
         for entry in value if isinstance(value, list) else [value]:
             entry = str(entry)

@@ -22,6 +22,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from lightyolo import pipeline
+from lightyolo.configs import config_dir
 from lightyolo.tracking import runs_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def main() -> None:
             overrides = parity_overrides(img_size, tracking_uri, args.eval_batch)
             if args.threads:
                 overrides.append(f"train.threads={args.threads}")
-            with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            with initialize_config_dir(str(config_dir()), version_base="1.3"):
                 cfg = compose("config", overrides=overrides, return_hydra_config=True)
             started = time.perf_counter()
             result = pipeline.run(cfg, output_dir=Path(tmp) / f"run-{img_size}")

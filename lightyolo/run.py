@@ -16,9 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lightyolo import pipeline
+from lightyolo import hydra_searchpath, pipeline
 from lightyolo.cell_result import CellResult, take_sweep_failures
-from lightyolo.configs import GROUPS, config_dir, group_options
+from lightyolo.configs import GROUPS, ConfigPathError, config_dir, config_dirs, group_options
+from lightyolo.models.contracts import ContractError
 from lightyolo.settings import group_choices, run_name
 from lightyolo.tracking import check_experiment_name
 
@@ -26,14 +27,19 @@ log = logging.getLogger(__name__)
 
 
 def unknown_choice_error(argv: list[str], conf_dir: Path | None = None) -> str | None:
-    """A one-line error for `group=value` overrides naming no yaml in conf/<group>/.
+    """A one-line error for `group=value` overrides naming no yaml in <dir>/<group>/, the dirs
+    being conf/, LIGHTYOLO_CONFIG_PATH's and argv's -cd / hydra.searchpath ones (or `conf_dir`).
 
     Hydra's own message spans several lines; this one names the valid options."""
+    try:
+        dirs = [conf_dir] if conf_dir else config_dirs(argv)
+    except ConfigPathError as error:
+        return f"error: {error}"
     for arg in argv:
         group, sep, value = arg.partition("=")
         if not sep or group not in GROUPS or "(" in value:
             continue  # not a group choice, or a sweep function like choice(...)
-        valid = group_options(group, conf_dir)
+        valid = group_options(group, dirs)
         for option in value.split(","):
             if option not in valid:
                 return (
@@ -58,7 +64,11 @@ def main(cfg: DictConfig) -> float | None:
     exit_on_bad_experiment(cfg.experiment)
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return pipeline.run(cfg, output_dir=Path(hydra_cfg.runtime.output_dir)).metrics.get("map50_95")
+        try:
+            return pipeline.run(cfg, output_dir=Path(hydra_cfg.runtime.output_dir)).metrics.get("map50_95")
+        except ContractError as error:  # a variant that breaks the contract: one line, not Hydra's traceback
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
     return run_cell(cfg, hydra_cfg)
 
 
@@ -85,6 +95,7 @@ def cli() -> None:
         print(error, file=sys.stderr)
         raise SystemExit(2)
     take_sweep_failures()  # a count left by an earlier sweep of this process is not ours
+    hydra_searchpath.register()  # LIGHTYOLO_CONFIG_PATH joins the groups
     main()
     if take_sweep_failures():
         raise SystemExit(1)

@@ -11,7 +11,8 @@ records whether any cell failed (`cell_result.record_sweep_failures`), so that
 `python -m lightyolo.run -m …` exits non-zero.
 
 `python -m lightyolo.sweep NAME [overrides]` is short for
-`python -m lightyolo.run -m -cd <repo>/sweeps -cn NAME [overrides]`.
+`python -m lightyolo.run -m -cd <sweeps dir> -cn NAME [overrides]`, the sweeps dir being the
+built-in one or a LIGHTYOLO_CONFIG_PATH directory's `sweeps/` (lightyolo.configs.sweep_file).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
-from lightyolo.configs import sweep_names, sweeps_dir
+from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_names
 from lightyolo.pipeline import git_sha
-from lightyolo.run import exit_on_bad_experiment
+from lightyolo.run import cli, exit_on_bad_experiment  # the one CLI; run.py never imports this module
 from lightyolo.settings import tracking_uri
 from lightyolo.tracking import (
     MAX_PARAM_CHARS,
@@ -179,17 +180,21 @@ class SweepCallback(Callback):
 
 def main() -> None:
     """`python -m lightyolo.sweep NAME [overrides]`."""
-    from lightyolo.run import cli  # the one CLI; run.py never imports this module
-
-    names = ", ".join(sweep_names())
+    try:
+        names = ", ".join(sweep_names())
+    except ConfigPathError as error:  # a LIGHTYOLO_CONFIG_PATH entry that is no directory
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}", file=sys.stderr)
         raise SystemExit(2)
     name, overrides = sys.argv[1], sys.argv[2:]
-    if name not in sweep_names():
-        print(f"error: no sweep {name!r} in {sweeps_dir()}; sweeps: {names}", file=sys.stderr)
+    path = sweep_file(name)
+    if path is None:
+        where = ", ".join(str(d) for d in sweep_dirs())
+        print(f"error: no sweep {name!r} in {where}; sweeps: {names}", file=sys.stderr)
         raise SystemExit(2)
-    sys.argv = [sys.argv[0], "-m", "-cd", str(sweeps_dir()), "-cn", name, *overrides]
+    sys.argv = [sys.argv[0], "-m", "-cd", str(path.parent), "-cn", name, *overrides]
     cli()
 
 

@@ -521,3 +521,87 @@ def runs_with_hash(tracking_uri: str, experiment: str, config_hash: str) -> list
         )
         for run in found
     ]
+
+
+# --- Reading runs back and writing onto finished runs (export and bench stages) -----------
+# Appended as one section so that edits elsewhere in this module merge cleanly. Logging onto
+# an existing run goes through `RunTracker(tracking_uri, run_id)` (metrics, tags, artifacts).
+
+import os  # noqa: E402 (kept with the section that uses it)
+
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    """A finished cell run as the bench stage needs it."""
+
+    run_id: str
+    run_name: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+def run_exists(tracking_uri: str, run_id: str) -> bool:
+    """Whether `run_id` is a run of the store (False for an unknown id, never an exception)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        return False
+    try:
+        _client(tracking_uri).get_run(run_id)
+    except Exception:  # MlflowException for an unknown id; its type is MLflow-internal
+        return False
+    return True
+
+
+def completed_runs(tracking_uri: str, experiment: str) -> list[CompletedRun]:
+    """Runs of `experiment` with tag status=completed, minus the report's own (tag kind=report),
+    oldest first. An unknown experiment → ValueError naming it and the known ones."""
+    frame = runs_frame(tracking_uri, experiment)
+    client = _client(tracking_uri)
+    found = []
+    if frame.empty:
+        return found
+    for run_id in frame.sort_values("start_time")["run_id"]:
+        run = client.get_run(run_id)
+        tags = dict(run.data.tags)
+        if tags.get(STATUS_TAG) != "completed" or tags.get("kind") == "report":
+            continue
+        found.append(
+            CompletedRun(run_id, run.info.run_name, tags, dict(run.data.params), dict(run.data.metrics))
+        )
+    return found
+
+
+def run_has_artifact(tracking_uri: str, run_id: str, artifact_path: str) -> bool:
+    """Whether the run logged a file at `artifact_path` (e.g. "weights/best.pt")."""
+    parent = Path(artifact_path).parent.as_posix()
+    listed = _client(tracking_uri).list_artifacts(run_id, None if parent == "." else parent)
+    return any(entry.path == artifact_path and not entry.is_dir for entry in listed)
+
+
+def download_run_artifact(tracking_uri: str, run_id: str, artifact_path: str, directory: str | Path) -> Path:
+    """Download one artifact file of a run into `directory`; returns the local path."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    # MLflow's progress bar goes to stderr, where the CLIs print their one-line errors.
+    previous = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        local = _client(tracking_uri).download_artifacts(run_id, artifact_path, str(directory))
+    finally:
+        if previous is None:
+            del os.environ[PROGRESS_BAR_ENV]
+        else:
+            os.environ[PROGRESS_BAR_ENV] = previous
+    return Path(local)
+
+
+def log_run_artifact_as(tracking_uri: str, run_id: str, local_path: str | Path, artifact_path: str) -> None:
+    """Log `local_path` on the run under the exact name `artifact_path` (e.g. "export/model.onnx")."""
+    target = Path(artifact_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / target.name
+        staged.write_bytes(Path(local_path).read_bytes())
+        parent = target.parent.as_posix()
+        RunTracker(tracking_uri, run_id).log_artifact(staged, None if parent == "." else parent)

@@ -1,6 +1,6 @@
 """`python -m lightyolo.zoo --scale s --img 640 [--format markdown|csv] [--nc 80]`: the zoo table.
 
-Builds every backbone × neck × operator cell found in `conf/` on the CPU and prints its size
+Builds every backbone × neck × operator cell found in `conf/` (and LIGHTYOLO_CONFIG_PATH) on the CPU and prints its size
 (lightyolo.bench.zoo): params, GFLOPs at the real input size, backbone/neck/head split and
 output strides. Reads no data and trains nothing.
 """
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from lightyolo.models.contracts import ContractError
 from lightyolo.models.detector import SCALES
 from lightyolo.bench.zoo import TABLE_FORMATS, format_table, zoo_rows
 
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         rows = zoo_rows(args.scale, args.img, args.nc, check=not args.no_check)
-    except (FileNotFoundError, ValueError) as error:  # a missing or malformed variant yaml
+    except (FileNotFoundError, ValueError, ContractError) as error:  # a missing, malformed or contract-breaking variant
         print(f"python -m lightyolo.zoo: error: {error}", file=sys.stderr)
         return 2
     if args.format == "markdown":

@@ -10,6 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from lightyolo.configs import config_dir
+
 # Fixtures that start real servers (tests/servers.py): tracking_server, postgres_store, mlflow_ui.
 pytest_plugins = ["servers"]
 
@@ -17,9 +19,11 @@ pytest_plugins = ["servers"]
 # test module imports torch): the models under test are tiny, and two processes each spinning
 # two OpenMP threads on a 2-core machine stall each other for seconds. OMP_NUM_THREADS overrides.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The tests compose the built-in groups only; a test that wants plugin dirs sets this itself.
+os.environ.pop("LIGHTYOLO_CONFIG_PATH", None)
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+CONF_DIR = config_dir()  # the checkout's conf/, or an installed wheel's lightyolo/conf
 SHARED = REPO.parent / "shared"
 COCO128 = SHARED / "data" / "coco128"
 YOLOV5N_WEIGHTS = SHARED / "weights" / "yolov5n.state_dict.pt"

@@ -59,3 +59,22 @@ def test_rect_datasets_refuse_shuffling_and_foreign_batch_sizes(shapes_train):
                                                                     shuffle=False, seed=0)}
     assert shapes == {(4, 3, 96, 96)}  # square images: ceil(64 / 32 + pad 0.5) * 32, as YOLOv5
     assert np.all(dataset.batch_shapes % 32 == 0)
+
+
+def test_workers_auto_uses_the_cores_available_capped_and_integers_pass_through():
+    from lightyolo.data.loader import MAX_AUTO_WORKERS, resolve_workers
+
+    assert resolve_workers("auto", cores=3) == 3 and resolve_workers(None, cores=64) == MAX_AUTO_WORKERS
+    assert resolve_workers(0) == 0 and resolve_workers(5) == 5
+    for bad in (-1, "four", 2.5, True):
+        with pytest.raises(ValueError, match="train.workers"):
+            resolve_workers(bad)
+
+
+def test_loader_workers_persist_and_pinned_loaders_prefetch_more(shapes_train):
+    from lightyolo.data.loader import CUDA_PREFETCH_FACTOR
+
+    dataset = DetectionDataset(shapes_train, 64, augment=False)
+    loader = build_dataloader(dataset, batch_size=4, workers=1, shuffle=False, seed=0, pin_memory=True)
+    assert loader.persistent_workers and loader.prefetch_factor == CUDA_PREFETCH_FACTOR
+    assert not build_dataloader(dataset, batch_size=4, workers=0, shuffle=False, seed=0).persistent_workers

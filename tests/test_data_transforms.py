@@ -106,3 +106,18 @@ def test_mixup_blends_pixels_and_keeps_both_label_sets():
                                 np.random.default_rng(0))
     assert 70 < img[0, 0, 0] < 130  # Beta(32, 32) ratios stay near one half
     assert classes.tolist() == [0, 1, 2] and boxes.tolist() == [[0, 0, 2, 2], [1, 1, 3, 3], [0, 0, 4, 4]]
+
+
+def test_affine_box_warp_matches_warping_the_four_corners():
+    from lightyolo.data.transforms import perspective_matrix, warp_boxes
+
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(0, 200, (50, 4)).astype(np.float32)
+    boxes[:, 2:] = boxes[:, :2] + rng.uniform(1, 50, (50, 2))
+    matrix, _ = perspective_matrix((400, 400), (200, 200), replace(NO_JITTER, degrees=30, shear=10), rng)
+    corners = np.ones((200, 3))
+    corners[:, :2] = boxes[:, [0, 1, 2, 3, 0, 3, 2, 1]].reshape(200, 2)
+    warped = (corners @ matrix.T)[:, :2].reshape(50, 8)
+    xs, ys = warped[:, 0::2], warped[:, 1::2]
+    expected = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1).clip(0, 200)
+    np.testing.assert_allclose(warp_boxes(boxes, matrix, (200, 200)), expected, atol=1e-4)

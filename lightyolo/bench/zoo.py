@@ -1,7 +1,8 @@
 """The model zoo: every backbone × neck × operator cell found in `conf/`, built and measured.
 
 The grid is discovered, never listed: each yaml in `conf/backbone/`, `conf/neck/` and
-`conf/operator/` is one option, so a new variant's yaml shows up in the table with no edit.
+`conf/operator/` (and the same folders of every LIGHTYOLO_CONFIG_PATH directory) is one
+option, so a new variant's yaml shows up in the table with no edit.
 Each row gives the cell's size by references.md's conventions: params = trainable parameters
 (BatchNorm unfused), split into backbone / neck / Detect head; GFLOPs = 2 × MACs with
 BatchNorm folded at the real input size (thop, plus Involution's aggregation), cross-checked
@@ -22,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightyolo.bench.flops import flop_counter_gflops, gflops
 from lightyolo.bench.params import part_parameter_counts
-from lightyolo.configs import MODEL_GROUPS, config_dir, group_files
+from lightyolo.configs import MODEL_GROUPS, config_dirs, group_files
 from lightyolo.models.detector import Detector, build_detector
 
 TABLE_FORMATS = ("markdown", "csv")
@@ -62,13 +63,15 @@ class Cell:
 
 
 def discover_cells(conf_dir: Path | None = None) -> list[Cell]:
-    """Every combination of the yamls in conf_dir/{backbone,neck,operator}, sorted by name."""
-    conf_dir = Path(conf_dir or config_dir())
+    """Every combination of the yamls in <dir>/{backbone,neck,operator}, sorted by name; the
+    dirs are `conf_dir` alone, or by default conf/ and LIGHTYOLO_CONFIG_PATH's (`config_dirs`)."""
+    dirs = [Path(conf_dir)] if conf_dir else config_dirs()
     options = []
     for group in MODEL_GROUPS:
-        files = group_files(group, conf_dir)
+        files = group_files(group, dirs)
         if not files:
-            raise FileNotFoundError(f"{conf_dir / group}: no *.yaml variant found for group {group!r}")
+            where = ", ".join(str(d / group) for d in dirs)
+            raise FileNotFoundError(f"{where}: no *.yaml variant found for group {group!r}")
         options.append(files)
     return [Cell(b, n, o) for b in options[0] for n in options[1] for o in options[2]]
 

@@ -9,16 +9,24 @@ behind the coco128 reference of yolov5n (mAP50-95 0.367 against the YOLO labels,
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lightyolo.data.image_cache import ImageCache, cache_mode
 from lightyolo.data.records import ImageRecord
-from lightyolo.data.transforms import (AugmentHyp, augment_hsv, letterbox, load_resized, mixup, mosaic4,
-                                       random_affine, xyxy_to_yolo, yolo_to_xyxy)
+from lightyolo.data.transforms import (GREY, AugmentHyp, CorruptImageError, augment_hsv, box_candidates, letterbox,
+                                       load_resized, mixup, mosaic4, mosaic_centre, perspective_matrix,
+                                       random_affine, shifted_source, source_region, warp_boxes, warp_image,
+                                       xyxy_to_yolo, yolo_to_xyxy)
+
+log = logging.getLogger(__name__)
 
 Sample = tuple[torch.Tensor, torch.Tensor, dict[str, Any]]
 RatioPad = tuple[tuple[float, float], tuple[float, float]]  # ((ry, rx), (pad_x, pad_y))
@@ -27,7 +35,8 @@ RatioPad = tuple[tuple[float, float], tuple[float, float]]  # ((ry, rx), (pad_x,
 class DetectionDataset(Dataset):
     """Samples `(img, labels, meta)`.
 
-    - `img`: uint8 (3, H, W) RGB.
+    - `img`: uint8 (3, H, W) RGB, stored channels-last (a permuted view of an (H, W, 3)
+      array: no transpose per sample; `collate` stacks into a channels_last batch).
     - `labels`: float32 (n, 6) rows `[0, cls, cx, cy, w, h]`, normalised to the returned image
       (column 0 becomes the batch index in `collate`).
     - `meta`: `image_id`, `path`, `orig_shape` (h0, w0) and `ratio_pad` ((ry, rx), (pad_x,
@@ -41,11 +50,18 @@ class DetectionDataset(Dataset):
 
     Augmentation draws from `self.rng`; an index may also be `(i, seed)` to draw from a fresh
     generator seeded with `seed`, which is how `build_dataloader` makes batches reproducible.
+
+    `cache_images`: 'ram' (or True) keeps the resized uint8 images in memory, 'disk' keeps
+    them as `.npy` files under `cache_dir` (default ~/.cache/lightyolo/images), False decodes
+    every time. An image that no longer decodes (it went bad after indexing) is logged with
+    its path and reason once per process; in training the sample uses the next good image
+    instead, in evaluation the image is scored as a grey one (its objects count as missed).
     """
 
     def __init__(self, records: list[ImageRecord], img_size: int, *, augment: bool,
                  hyp: AugmentHyp | None = None, rect: bool = False, batch_size: int = 16,
-                 stride: int = 32, pad: float = 0.5, cache_images: bool = False) -> None:
+                 stride: int = 32, pad: float = 0.5, cache_images: bool | str = False,
+                 cache_dir: Path | None = None) -> None:
         if not records:
             raise ValueError("DetectionDataset: records is empty")
         if img_size % stride:
@@ -61,9 +77,15 @@ class DetectionDataset(Dataset):
         self.batch_shapes: np.ndarray | None = None  # (n_batches, 2) as (h, w), rect only
         if rect:
             self.records, self.batch_shapes = _rect_batches(self.records, img_size, batch_size, stride, pad)
-        self._cache: list[np.ndarray] | None = None
-        if cache_images:
-            self._cache = [load_resized(r.path, img_size, fast=augment)[0] for r in self.records]
+        self._buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}  # reused per process
+        self._pixel_boxes: dict[tuple[int, int, int], np.ndarray] = {}  # (index, w, h) -> xyxy boxes
+        self.corrupt: dict[int, str] = {}  # index -> reason, the images found bad so far
+        mode = cache_mode(cache_images)
+        self._cache: ImageCache | None = None
+        if mode is not None:
+            self._cache = ImageCache(mode, self._decode, [r.path for r in self.records],
+                                     key=f"{img_size}-{'linear' if augment else 'area'}",
+                                     on_error=self._note_corrupt, disk_dir=cache_dir)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -90,16 +112,18 @@ class DetectionDataset(Dataset):
         labels = np.zeros((len(classes), 6), dtype=np.float32)
         labels[:, 1] = classes
         labels[:, 2:] = xyxy_to_yolo(boxes, w, h)
-        chw = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        chw = torch.from_numpy(img).permute(2, 0, 1)  # img is this sample's own contiguous array
         return chw, torch.from_numpy(labels), meta
 
     @staticmethod
     def collate(batch: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
-        """Stack images; concatenate labels with column 0 set to the index in the batch."""
+        """Stack images into a (B, 3, H, W) uint8 batch in channels_last memory (what training
+        converts to anyway); concatenate labels with column 0 set to the index in the batch."""
         images, labels, metas = zip(*batch)
         for i, image_labels in enumerate(labels):
             image_labels[:, 0] = i
-        return torch.stack(images), torch.cat(labels), list(metas)
+        hwc = torch.stack([image.permute(1, 2, 0) for image in images])
+        return hwc.permute(0, 3, 1, 2), torch.cat(labels), list(metas)
 
     def _target_shape(self, index: int) -> tuple[int, int]:
         if self.batch_shapes is not None:
@@ -107,20 +131,78 @@ class DetectionDataset(Dataset):
             return int(h), int(w)
         return self.img_size, self.img_size
 
-    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Resized image (long side img_size), classes, and pixel xyxy boxes on that image."""
+    def _buffer(self, slot: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A uint8 array of `shape` reused from sample to sample (each sample's image is copied
+        out in `__getitem__` before the next one starts)."""
+        key = (slot, shape)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty(shape, dtype=np.uint8)
+        return self._buffers[key]
+
+    def _decode(self, index: int) -> np.ndarray:
+        """Decode and resize an image (long side img_size); CorruptImageError if it is bad."""
         record = self.records[index]
-        img = self._cache[index] if self._cache is not None else \
-            load_resized(record.path, self.img_size, fast=self.augment)[0]
+        img, shape = load_resized(record.path, self.img_size, fast=self.augment)
+        if shape != (record.height, record.width):
+            log.warning("image %s decodes to %dx%d (w x h) where the index says %dx%d; its boxes are "
+                        "normalised, so they are placed by the index's proportions", record.path,
+                        shape[1], shape[0], record.width, record.height)
+        return img
+
+    def _note_corrupt(self, index: int, error: CorruptImageError) -> None:
+        if index not in self.corrupt:
+            self.corrupt[index] = error.reason
+            action = "replaced by the next good image" if self.augment else "scored as a grey image"
+            log.warning("corrupt image %s: %s; %s", error.path, error.reason, action)
+
+    def _image(self, index: int) -> np.ndarray | None:
+        """The resized image, or None (logged) when it does not decode."""
+        if index in self.corrupt:
+            return None
+        if self._cache is not None:
+            img = self._cache.get(index)
+            if img is not None or index in self.corrupt:
+                return img
+        try:
+            return self._decode(index)
+        except CorruptImageError as error:
+            self._note_corrupt(index, error)
+            return None
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Resized image (long side img_size), classes, and pixel xyxy boxes on that image.
+
+        A corrupt image is replaced: by the next good image in training, by a grey image of
+        its resized shape and its own labels in evaluation.
+        """
+        record = self.records[index]
+        img = self._image(index)
+        if img is None and not self.augment:
+            ratio = self.img_size / max(record.height, record.width)
+            shape = (math.ceil(record.height * ratio), math.ceil(record.width * ratio), 3)
+            img = np.full(shape, GREY, dtype=np.uint8)
+        for step in range(1, len(self)):
+            if img is not None:
+                break
+            index = (index + step) % len(self)
+            record, img = self.records[index], self._image(index)
+        if img is None:
+            raise RuntimeError(f"DetectionDataset: every one of the {len(self)} images is corrupt "
+                               f"(e.g. {self.records[0].path})")
         h, w = img.shape[:2]
-        return img, record.classes, yolo_to_xyxy(record.boxes, w, h)
+        boxes = self._pixel_boxes.get((index, w, h))
+        if boxes is None:  # the same few shapes recur every epoch: convert once
+            boxes = self._pixel_boxes[(index, w, h)] = yolo_to_xyxy(record.boxes, w, h)
+        return img, record.classes, boxes
 
     def _letterboxed(self, index: int, shape: tuple[int, int], *, scaleup: bool
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, RatioPad]:
         record = self.records[index]
-        img, classes, boxes = self._load(index)
-        h, w = img.shape[:2]
-        img, ratio, (pad_x, pad_y) = letterbox(img, shape, scaleup=scaleup)
+        loaded, classes, boxes = self._load(index)
+        h, w = loaded.shape[:2]
+        img, ratio, (pad_x, pad_y) = letterbox(loaded, shape, scaleup=scaleup)
+        if img is loaded:  # neither resized nor padded: never hand out the cached array
+            img = img.copy()
         boxes = boxes * ratio + np.array([pad_x, pad_y, pad_x, pad_y], dtype=np.float32)
         ratio_pad = ((ratio * h / record.height, ratio * w / record.width), (pad_x, pad_y))
         return img, classes, boxes, ratio_pad
@@ -132,33 +214,51 @@ class DetectionDataset(Dataset):
         hyp = self.hyp
         use_mosaic = not self.rect and rng.random() < hyp.mosaic
         if use_mosaic:
-            img, classes, boxes = self._mosaic(index, rng)
+            img, classes, boxes = self._mosaic(index, rng, slot="mosaic")
         else:
             img, classes, boxes, _ = self._letterboxed(index, self._target_shape(index), scaleup=True)
-            img, boxes, keep = random_affine(img, boxes, img.shape[:2], hyp, rng)
+            out = self._buffer("warp", img.shape)
+            img, boxes, keep = random_affine(img, boxes, img.shape[:2], hyp, rng, out=out)
             classes, boxes = classes[keep], boxes[keep]
         if use_mosaic and rng.random() < hyp.mixup:
-            other = self._mosaic(int(rng.integers(len(self))), rng)
+            other = self._mosaic(int(rng.integers(len(self))), rng, slot="mixup")
             img, boxes, classes = mixup(img, boxes, classes, other[0], other[2], other[1], rng)
-        img = augment_hsv(img, hyp, rng)
+        img = augment_hsv(img, hyp, rng, inplace=True)  # img is a buffer of this dataset or mixup's new array
         h, w = img.shape[:2]
-        if rng.random() < hyp.flipud:
-            img = img[::-1]
+        flip_ud, flip_lr = rng.random() < hyp.flipud, rng.random() < hyp.fliplr
+        if flip_ud:
             boxes = np.stack([boxes[:, 0], h - boxes[:, 3], boxes[:, 2], h - boxes[:, 1]], axis=1)
-        if rng.random() < hyp.fliplr:
-            img = img[:, ::-1]
+        if flip_lr:
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
+        # the sample's own array, out of the reused buffers: cv2.flip copies while it flips
+        if flip_ud or flip_lr:
+            img = cv2.flip(img, -1 if flip_ud and flip_lr else 0 if flip_ud else 1)
+        else:
+            img = img.copy()
         return img, classes, boxes.reshape(-1, 4), None
 
-    def _mosaic(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mosaic of this image and three random others, warped to img_size square."""
+    def _mosaic(self, index: int, rng: np.random.Generator, slot: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mosaic of this image and three random others, warped to img_size square (into the
+        reused buffers of `slot`). Draws as YOLOv5's `load_mosaic`: centre, the three others,
+        then `random_perspective`; only the part of the canvas the warp reads is composed."""
+        size = self.img_size
+        centre = mosaic_centre(size, rng)
         indices = [index, *rng.integers(len(self), size=3).tolist()]
         rng.shuffle(indices)
         loaded = [self._load(i) for i in indices]
-        canvas, boxes = mosaic4([im for im, _, _ in loaded], [b for _, _, b in loaded], self.img_size, rng)
+        matrix, scale = perspective_matrix((2 * size, 2 * size), (size, size), self.hyp, rng)
+        x0, y0, x1, y1 = source_region(matrix, (size, size), (2 * size, 2 * size))
+        canvas, boxes = mosaic4([im for im, _, _ in loaded], [b for _, _, b in loaded], size, centre,
+                                region=(x0, y0, x1, y1), out=self._buffer(slot, (2 * size, 2 * size, 3)))
+        img = warp_image(canvas, shifted_source(matrix, x0, y0), (size, size),
+                         perspective=bool(self.hyp.perspective), out=self._buffer(f"{slot}-warp", (size, size, 3)))
         classes = np.concatenate([c for _, c, _ in loaded])
-        img, warped, keep = random_affine(canvas, np.concatenate(boxes), (self.img_size, self.img_size),
-                                          self.hyp, rng)
+        before = np.concatenate(boxes)
+        if len(before) == 0:
+            return img, classes, before.reshape(0, 4)
+        warped = warp_boxes(before, matrix, (size, size))
+        keep = box_candidates(before, warped, area_gain=scale * scale)
         return img, classes[keep], warped[keep]
 
 

@@ -6,13 +6,18 @@ depends on the loader seed, the epoch and the sample's position only, not on the
 workers or which worker loads it. Each worker's global numpy / `random` / torch generators and
 the dataset's own `rng` are seeded from torch's per-worker seed as well, for any other
 randomness.
+
+Workers: `resolve_workers` turns `train.workers` (an integer, or `auto` / null) into a count;
+auto is the cores this process may use, capped at `MAX_AUTO_WORKERS`.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator, Sized
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler, get_worker_info
@@ -36,8 +41,29 @@ class SeededIndexSampler(Sampler[tuple[int, int]]):
         return len(self.order)
 
 
+MAX_AUTO_WORKERS = 8
+CUDA_PREFETCH_FACTOR = 4  # batches each worker keeps ready when feeding a GPU
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset set)."""
+    return len(os.sched_getaffinity(0))
+
+
+def resolve_workers(value: int | str | None, cores: int | None = None) -> int:
+    """Loader worker count from `train.workers`: an integer >= 0, or `auto` / None for
+    min(cores available, MAX_AUTO_WORKERS)."""
+    if value is None or value == "auto":
+        return min(cores if cores is not None else available_cores(), MAX_AUTO_WORKERS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"train.workers: {value!r}, expected an integer >= 0 or auto")
+    return value
+
+
 def seed_worker(worker_id: int) -> None:
-    """Seed a worker's numpy, `random` and the dataset's rng from torch's per-worker seed."""
+    """Seed a worker's numpy, `random` and the dataset's rng from torch's per-worker seed;
+    turn OpenCV's own thread pool off (the workers are the parallelism)."""
+    cv2.setNumThreads(0)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -46,13 +72,14 @@ def seed_worker(worker_id: int) -> None:
         info.dataset.reseed(seed)
 
 
-def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int, shuffle: bool,
+def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int | str | None, shuffle: bool,
                      seed: int, drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
     """DataLoader yielding `(imgs uint8 (B,3,H,W), targets float32 (N,6), metas)`.
 
-    `pin_memory` only helps when batches go to CUDA. With `dataset.rect` the order is the
-    dataset's (batches of equal shape), so `shuffle` must be False and `batch_size` must be
-    the dataset's.
+    `workers` as `resolve_workers` reads it; workers persist across epochs. `pin_memory` is
+    for batches that go to CUDA; it also raises the prefetch to `CUDA_PREFETCH_FACTOR`
+    batches per worker. With `dataset.rect` the order is the dataset's (batches of equal
+    shape), so `shuffle` must be False and `batch_size` must be the dataset's.
     """
     if getattr(dataset, "rect", False):
         if shuffle:
@@ -60,8 +87,9 @@ def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int
         if batch_size != dataset.batch_size:
             raise ValueError(f"build_dataloader: batch_size {batch_size} differs from the rect dataset's "
                              f"batch_size {dataset.batch_size}")
-    if workers < 0:
-        raise ValueError(f"build_dataloader: workers={workers}, expected >= 0")
+    workers = resolve_workers(workers)
+    if workers == 0:
+        cv2.setNumThreads(0)  # loading in-process shares the cores with torch (YOLOv5 sets it globally)
     generator = torch.Generator()
     generator.manual_seed(seed)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
@@ -76,4 +104,5 @@ def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=workers > 0,
+        prefetch_factor=CUDA_PREFETCH_FACTOR if pin_memory and workers > 0 else None,
     )

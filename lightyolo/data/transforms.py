@@ -1,11 +1,12 @@
-"""Image loading, letterboxing and YOLOv5's training augmentation, with numpy and PIL only.
+"""Image decoding, letterboxing and YOLOv5's training augmentation, on OpenCV.
 
 Reimplements the data pipeline of YOLOv5 v7.0 (ultralytics/yolov5, `utils/dataloaders.py`
 `load_image` / `load_mosaic` and `utils/augmentations.py` `letterbox`, `random_perspective`,
 `box_candidates`, `augment_hsv`), which the mosaic augmentation of YOLOv4 (arXiv 2004.10934)
-introduced. Boxes travel as (n, 4) float32 pixel `x1, y1, x2, y2` in continuous coordinates
-(0 is the left edge of the first pixel), which is also how PIL's geometric transforms address
-pixels, so a box and the pixels it covers move together exactly.
+introduced. Images are (H, W, 3) uint8 RGB arrays. Boxes travel as (n, 4) float32 pixel
+`x1, y1, x2, y2` in continuous coordinates (0 is the left edge of the first pixel); OpenCV
+addresses pixel centres, so the warp matrix is shifted by half a pixel for `cv2.warp*` and a
+box and the pixels it covers move together exactly.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image, ImageOps
-
-from lightyolo.data.yolo_format import exif_transposes
 
 GREY = 114  # YOLOv5's padding colour
+_BORDER = (GREY, GREY, GREY)
+
+
+class CorruptImageError(OSError):
+    """An image that cannot be decoded (or no longer matches its index); `str()` names the file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -40,33 +49,48 @@ class AugmentHyp:
     mixup: float = 0.0  # probability of mixing two mosaics
 
 
-def load_resized(path: Path, img_size: int, *, fast: bool) -> tuple[np.ndarray, tuple[int, int]]:
-    """(H, W, 3) uint8 RGB image with its long side resized to `img_size`, and (h0, w0).
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_JPEG_END = b"\xff\xd9"
 
-    Sizes are `ceil(side * img_size / long_side)` as in YOLOv5's `load_image`. `fast` (for
-    training) lets the JPEG decoder skip detail with `draft` (DCT scaling by 1/2..1/8) and
-    resizes bilinearly; otherwise downscaling uses PIL's BOX filter, the area average that
-    OpenCV's INTER_AREA (YOLOv5's choice for evaluation) computes, and upscaling is bilinear
-    (INTER_LINEAR). The EXIF orientation is applied, as OpenCV's `imread` does.
+
+def decode(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of an image file, EXIF orientation applied (`cv2.imread`).
+
+    Raises `CorruptImageError` naming the file when it is missing, when OpenCV cannot decode
+    it, or when a JPEG lacks its end-of-image marker (truncated: OpenCV would decode the
+    missing part as grey with only a warning on stderr).
     """
-    with Image.open(path) as im:
-        raw_w, raw_h = im.size
-        ratio = img_size / max(raw_w, raw_h)
-        if fast and ratio < 1:
-            im.draft("RGB", (math.ceil(raw_w * ratio), math.ceil(raw_h * ratio)))
-        transposed = exif_transposes(im)
-        if transposed:
-            im = ImageOps.exif_transpose(im)
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        im.load()
-    w0, h0 = (raw_h, raw_w) if transposed else (raw_w, raw_h)
-    target = (math.ceil(w0 * ratio), math.ceil(h0 * ratio))
-    if im.size != target:
-        shrink = target[0] < im.size[0]
-        resample = Image.Resampling.BOX if shrink and not fast else Image.Resampling.BILINEAR
-        im = im.resize(target, resample)
-    return np.asarray(im), (h0, w0)
+    path = Path(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise CorruptImageError(path, "file is missing" if not path.exists() else "OpenCV cannot decode it")
+    if path.suffix.lower() in _JPEG_SUFFIXES:
+        with open(path, "rb") as file:
+            file.seek(-2, 2)
+            if file.read(2) != _JPEG_END:
+                raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def resize_long_side(img: np.ndarray, img_size: int, *, fast: bool) -> np.ndarray:
+    """`img` with its long side resized to `img_size`, sides `ceil(side * img_size / long)`.
+
+    As YOLOv5's `load_image`: bilinear for training (`fast`), area averaging (INTER_AREA)
+    when shrinking for evaluation, bilinear when enlarging.
+    """
+    h, w = img.shape[:2]
+    ratio = img_size / max(h, w)
+    target = (math.ceil(w * ratio), math.ceil(h * ratio))
+    if target == (w, h):
+        return img
+    interpolation = cv2.INTER_LINEAR if fast or ratio > 1 else cv2.INTER_AREA
+    return cv2.resize(img, target, interpolation=interpolation)
+
+
+def load_resized(path: Path, img_size: int, *, fast: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decoded image with its long side resized to `img_size` (see `resize_long_side`), and (h0, w0)."""
+    img = decode(path)
+    return resize_long_side(img, img_size, fast=fast), img.shape[:2]
 
 
 def letterbox(img: np.ndarray, new_shape: tuple[int, int], *, scaleup: bool
@@ -84,11 +108,12 @@ def letterbox(img: np.ndarray, new_shape: tuple[int, int], *, scaleup: bool
     new_w, new_h = round(w * ratio), round(h * ratio)
     pad_x, pad_y = (new_shape[1] - new_w) / 2, (new_shape[0] - new_h) / 2
     if (new_w, new_h) != (w, h):
-        img = np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = round(pad_y - 0.1), round(pad_x - 0.1)
-    out = np.full((new_shape[0], new_shape[1], 3), GREY, dtype=np.uint8)
-    out[top:top + new_h, left:left + new_w] = img
-    return out, ratio, (pad_x, pad_y)
+    bottom, right = new_shape[0] - new_h - top, new_shape[1] - new_w - left
+    if top or bottom or left or right:
+        img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=_BORDER)
+    return img, ratio, (pad_x, pad_y)
 
 
 def yolo_to_xyxy(boxes: np.ndarray, width: float, height: float, pad_x: float = 0.0,
@@ -112,15 +137,29 @@ def xyxy_to_yolo(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def mosaic4(images: list[np.ndarray], boxes: list[np.ndarray], size: int, rng: np.random.Generator
+def mosaic_centre(size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """YOLOv5's random mosaic centre (xc, yc), uniform in [size / 2, 1.5 size) on a 2 size canvas."""
+    xc, yc = (int(v) for v in rng.uniform(size / 2, 1.5 * size, 2))
+    return xc, yc
+
+
+def mosaic4(images: list[np.ndarray], boxes: list[np.ndarray], size: int, centre: tuple[int, int],
+            region: tuple[int, int, int, int] | None = None, out: np.ndarray | None = None
             ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Tile four images around a random centre of a (2 size, 2 size) grey canvas.
+    """Tile four images around `centre` of a (2 size, 2 size) grey canvas.
 
     Image k goes to the top-left, top-right, bottom-left, bottom-right quadrant of the centre
-    and is cropped at the canvas border; its boxes are shifted with it and clipped.
+    and is cropped at the canvas border; its boxes (returned in full-canvas pixels) are
+    shifted with it and clipped. Only `region` (x0, y0, x1, y1) of the canvas is composed
+    (default: all of it), into a view of `out`, a preallocated (2 size, 2 size, 3) uint8
+    array when given: `source_region` says which part a warp will read, so the pixels it
+    would never sample are neither filled nor copied.
     """
-    canvas = np.full((2 * size, 2 * size, 3), GREY, dtype=np.uint8)
-    xc, yc = (int(v) for v in rng.uniform(size / 2, 1.5 * size, 2))
+    x0, y0, x1, y1 = region or (0, 0, 2 * size, 2 * size)
+    buffer = np.empty((2 * size, 2 * size, 3), dtype=np.uint8) if out is None else out
+    canvas = buffer[:y1 - y0, :x1 - x0]
+    canvas.fill(GREY)
+    xc, yc = centre
     shifted = []
     for k, (img, img_boxes) in enumerate(zip(images, boxes)):
         h, w = img.shape[:2]
@@ -131,23 +170,52 @@ def mosaic4(images: list[np.ndarray], boxes: list[np.ndarray], size: int, rng: n
         y2a = yc if k in (0, 1) else min(yc + h, 2 * size)
         x1b = w - (x2a - x1a) if k in (0, 2) else 0
         y1b = h - (y2a - y1a) if k in (0, 1) else 0
-        canvas[y1a:y2a, x1a:x2a] = img[y1b:y1b + (y2a - y1a), x1b:x1b + (x2a - x1a)]
+        # the part of the tile inside the composed region
+        cx1, cy1, cx2, cy2 = max(x1a, x0), max(y1a, y0), min(x2a, x1), min(y2a, y1)
+        if cx1 < cx2 and cy1 < cy2:
+            sx, sy = x1b + cx1 - x1a, y1b + cy1 - y1a
+            canvas[cy1 - y0:cy2 - y0, cx1 - x0:cx2 - x0] = img[sy:sy + cy2 - cy1, sx:sx + cx2 - cx1]
         offset = np.array([x1a - x1b, y1a - y1b] * 2, dtype=np.float32)
         shifted.append(np.clip(img_boxes + offset, 0, 2 * size))
     return canvas, shifted
 
 
-def random_affine(img: np.ndarray, boxes: np.ndarray, out_size: tuple[int, int], hyp: AugmentHyp,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YOLOv5's `random_perspective`: centre, rotate/scale, shear, perspective, translate.
+def source_region(matrix: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int]
+                  ) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the pixels of an `in_hw` input that warping by `matrix` (continuous
+    coordinates) into `out_hw` can sample, with a pixel of margin for bilinear neighbours."""
+    h, w = out_hw
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
+    if matrix[2, 0] or matrix[2, 1]:
+        back = corners @ np.linalg.inv(matrix).T
+        xs, ys = back[:, 0] / back[:, 2], back[:, 1] / back[:, 2]
+    else:  # affine: OpenCV's closed-form inverse, far cheaper than a general 3x3 inverse
+        back = corners @ cv2.invertAffineTransform(matrix[:2]).T
+        xs, ys = back[:, 0], back[:, 1]
+    x0 = min(max(math.floor(xs.min()) - 2, 0), in_hw[1] - 1)
+    y0 = min(max(math.floor(ys.min()) - 2, 0), in_hw[0] - 1)
+    x1 = max(min(math.ceil(xs.max()) + 2, in_hw[1]), x0 + 1)
+    y1 = max(min(math.ceil(ys.max()) + 2, in_hw[0]), y0 + 1)
+    return x0, y0, x1, y1
 
-    `out_size` is (h, w); the input's centre goes to a random point within +/- translate of
-    the output's centre. Returns the warped image, the boxes (the box of the four warped
-    corners, clipped) and the boolean mask of boxes kept by `box_candidates`.
+
+def shifted_source(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """`matrix` for an input cropped at (x0, y0): the crop's pixel (0, 0) was (x0, y0)."""
+    shift = np.eye(3)
+    shift[0, 2], shift[1, 2] = x0, y0
+    return matrix @ shift
+
+
+def perspective_matrix(in_hw: tuple[int, int], out_hw: tuple[int, int], hyp: AugmentHyp,
+                       rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """YOLOv5's `random_perspective` matrix (continuous coordinates) and its scale draw.
+
+    Centre the input on the origin, perspective, rotate + scale, shear, then translate the
+    centre to a random point within +/- translate of the output's centre; the draws are
+    made in YOLOv5's order.
     """
-    out_h, out_w = out_size
     centre = np.eye(3)
-    centre[0, 2], centre[1, 2] = -img.shape[1] / 2, -img.shape[0] / 2
+    centre[0, 2], centre[1, 2] = -in_hw[1] / 2, -in_hw[0] / 2
     perspective = np.eye(3)
     perspective[2, 0], perspective[2, 1] = rng.uniform(-hyp.perspective, hyp.perspective, 2)
     angle = math.radians(rng.uniform(-hyp.degrees, hyp.degrees))
@@ -157,41 +225,72 @@ def random_affine(img: np.ndarray, boxes: np.ndarray, out_size: tuple[int, int],
     shear = np.eye(3)
     shear[0, 1], shear[1, 0] = (math.tan(math.radians(v)) for v in rng.uniform(-hyp.shear, hyp.shear, 2))
     translate = np.eye(3)
-    translate[0, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate) * out_w
-    translate[1, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate) * out_h
-    matrix = translate @ shear @ rotate @ perspective @ centre
+    translate[0, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate) * out_hw[1]
+    translate[1, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate) * out_hw[0]
+    return translate @ shear @ rotate @ perspective @ centre, scale
 
-    # PIL maps each output pixel back into the input, so it takes the inverse matrix
-    inverse = np.linalg.inv(matrix)
-    source = Image.fromarray(img)
-    if hyp.perspective:
-        coeffs = (inverse / inverse[2, 2]).flatten()[:8]
-        warped = source.transform((out_w, out_h), Image.Transform.PERSPECTIVE, tuple(coeffs),
-                                  resample=Image.Resampling.BILINEAR, fillcolor=(GREY,) * 3)
-    else:
-        warped = source.transform((out_w, out_h), Image.Transform.AFFINE, tuple(inverse[:2].flatten()),
-                                  resample=Image.Resampling.BILINEAR, fillcolor=(GREY,) * 3)
 
-    n = len(boxes)
-    if n == 0:
-        return np.asarray(warped), boxes.reshape(0, 4), np.zeros(0, dtype=bool)
-    corners = np.ones((n * 4, 3))
-    corners[:, :2] = boxes[:, [0, 1, 2, 3, 0, 3, 2, 1]].reshape(n * 4, 2)  # x1y1, x2y2, x1y2, x2y1
-    corners = corners @ matrix.T
-    corners = (corners[:, :2] / corners[:, 2:3]).reshape(n, 8)
-    xs, ys = corners[:, 0::2], corners[:, 1::2]
-    new = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
-    new[:, [0, 2]] = new[:, [0, 2]].clip(0, out_w)
-    new[:, [1, 3]] = new[:, [1, 3]].clip(0, out_h)
-    keep = box_candidates(boxes, new, area_gain=scale * scale)
-    return np.asarray(warped), new.astype(np.float32), keep
+# pixel index p is continuous coordinate p + 0.5: OpenCV's matrix is HALF_BACK @ M @ HALF_ON
+_HALF_ON = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+_HALF_BACK = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
+
+
+def warp_image(img: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int], *, perspective: bool,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """One `cv2.warpPerspective` (or `warpAffine`) of `img` by the continuous-coordinate
+    `matrix`, into `out` when given (a preallocated (h, w, 3) uint8 array)."""
+    cv_matrix = _HALF_BACK @ matrix @ _HALF_ON
+    dsize = (out_hw[1], out_hw[0])
+    if perspective:
+        return cv2.warpPerspective(img, cv_matrix, dsize, dst=out, flags=cv2.INTER_LINEAR, borderValue=_BORDER)
+    return cv2.warpAffine(img, cv_matrix[:2], dsize, dst=out, flags=cv2.INTER_LINEAR, borderValue=_BORDER)
+
+
+def warp_boxes(boxes: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """The box of each box's four warped corners, clipped to the output."""
+    if matrix[2, 0] or matrix[2, 1]:  # perspective: warp the four corners
+        n = len(boxes)
+        corners = np.ones((n * 4, 3))
+        corners[:, :2] = boxes[:, [0, 1, 2, 3, 0, 3, 2, 1]].reshape(n * 4, 2)  # x1y1, x2y2, x1y2, x2y1
+        corners = corners @ matrix.T
+        corners = (corners[:, :2] / corners[:, 2:3]).reshape(n, 8)
+        xs, ys = corners[:, 0::2], corners[:, 1::2]
+        new = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
+    else:  # affine: x' = a x + b y + c is extreme at the corners term by term
+        xs, ys = boxes[:, 0::2].astype(np.float64), boxes[:, 1::2].astype(np.float64)
+        new = np.empty((len(boxes), 4))
+        for axis in (0, 1):
+            a, b, c = matrix[axis]
+            ax, by = a * xs, b * ys  # (n, 2) each: the terms at x1/x2 and y1/y2
+            new[:, axis] = ax.min(1) + by.min(1) + c
+            new[:, axis + 2] = ax.max(1) + by.max(1) + c
+    np.clip(new[:, 0::2], 0, out_hw[1], out=new[:, 0::2])
+    np.clip(new[:, 1::2], 0, out_hw[0], out=new[:, 1::2])
+    return new.astype(np.float32)
+
+
+def random_affine(img: np.ndarray, boxes: np.ndarray, out_size: tuple[int, int], hyp: AugmentHyp,
+                  rng: np.random.Generator, out: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YOLOv5's `random_perspective`: one warp of the pixels, the same matrix on the boxes.
+
+    `out_size` is (h, w); `out` an optional preallocated output. Returns the warped image,
+    the boxes (the box of the four warped corners, clipped) and the boolean mask of boxes
+    kept by `box_candidates`.
+    """
+    matrix, scale = perspective_matrix(img.shape[:2], out_size, hyp, rng)
+    warped = warp_image(img, matrix, out_size, perspective=bool(hyp.perspective), out=out)
+    if len(boxes) == 0:
+        return warped, boxes.reshape(0, 4), np.zeros(0, dtype=bool)
+    new = warp_boxes(boxes, matrix, out_size)
+    return warped, new, box_candidates(boxes, new, area_gain=scale * scale)
 
 
 def box_candidates(before: np.ndarray, after: np.ndarray, *, area_gain: float, min_side: float = 2.0,
                    max_aspect: float = 100.0, min_area_fraction: float = 0.1) -> np.ndarray:
     """Boxes worth keeping after a warp: sides > `min_side` px, aspect < `max_aspect`, and at
-    least `min_area_fraction` of the area the box would have had unclipped (YOLOv5's rule;
-    `area_gain` is the warp's area scale, where YOLOv5 multiplies by the linear scale).
+    least `min_area_fraction` of the area the box would have had unclipped (YOLOv5's rule,
+    which scales the boxes before by the warp's linear scale: `area_gain` = scale²).
     """
     w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
     w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
@@ -200,17 +299,29 @@ def box_candidates(before: np.ndarray, after: np.ndarray, *, area_gain: float, m
         & (aspect < max_aspect)
 
 
-def augment_hsv(img: np.ndarray, hyp: AugmentHyp, rng: np.random.Generator) -> np.ndarray:
-    """Random multiplicative gains on hue, saturation and value, through lookup tables."""
-    gains = rng.uniform(-1, 1, 3) * (hyp.hsv_h, hyp.hsv_s, hyp.hsv_v) + 1
-    levels = np.arange(256, dtype=np.float64)
-    lut = np.concatenate([
-        (levels * gains[0]) % 256,  # PIL's hue spans 0..255 (OpenCV's 0..179)
-        np.clip(levels * gains[1], 0, 255),
-        np.clip(levels * gains[2], 0, 255),
-    ]).astype(np.uint8)
-    hsv = Image.fromarray(img).convert("HSV").point(lut.tolist())
-    return np.asarray(hsv.convert("RGB"))
+def hsv_gains(hyp: AugmentHyp, rng: np.random.Generator) -> np.ndarray:
+    """YOLOv5's gains r = uniform(-1, 1) * [h, s, v] + 1 on hue, saturation and value."""
+    return rng.uniform(-1, 1, 3) * (hyp.hsv_h, hyp.hsv_s, hyp.hsv_v) + 1
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def augment_hsv(img: np.ndarray, hyp: AugmentHyp, rng: np.random.Generator, *, inplace: bool = False
+                ) -> np.ndarray:
+    """Random multiplicative gains on H, S, V (`hsv_gains`) through one 3-channel uint8 LUT.
+
+    OpenCV's 8-bit hue spans 0..179, so the hue table wraps at 180 as in YOLOv5. With
+    `inplace` the (contiguous) `img` is overwritten and returned.
+    """
+    if not (hyp.hsv_h or hyp.hsv_s or hyp.hsv_v):
+        return img  # YOLOv5 draws no gains then either
+    gains = hsv_gains(hyp, rng)
+    lut = np.stack([(_LEVELS * gains[0]) % 180, np.clip(_LEVELS * gains[1], 0, 255),
+                    np.clip(_LEVELS * gains[2], 0, 255)], axis=1).astype(np.uint8)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV, dst=img if inplace else None)
+    cv2.LUT(hsv, lut.reshape(256, 1, 3), dst=hsv)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
 
 
 def mixup(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, other_img: np.ndarray,
@@ -218,5 +329,5 @@ def mixup(img: np.ndarray, boxes: np.ndarray, classes: np.ndarray, other_img: np
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MixUp (arXiv 1710.09412) as YOLOv5 applies it: blend with ratio ~ Beta(32, 32), keep all boxes."""
     ratio = rng.beta(32.0, 32.0)
-    blended = (img.astype(np.float32) * ratio + other_img.astype(np.float32) * (1 - ratio)).astype(np.uint8)
+    blended = cv2.addWeighted(img, ratio, other_img, 1 - ratio, 0.0)
     return blended, np.concatenate([boxes, other_boxes]), np.concatenate([classes, other_classes])

@@ -83,7 +83,9 @@ def evaluate(
     try:
         with torch.inference_mode():
             for imgs, _targets, metas in tqdm(loader, desc="eval", disable=not sys.stderr.isatty()):
-                inputs = imgs.to(device, non_blocking=True).float() / 255
+                # batches come channels_last; contiguous NCHW as before keeps the kernels (and so
+                # the detections) those of YOLOv5's val.py
+                inputs = imgs.to(device, non_blocking=True).contiguous().float() / 255
                 with torch.autocast(device.type, enabled=amp):
                     pred = model(inputs)[0]
                 if pred.shape[-1] - 5 != len(category_ids):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from lightyolo.eval.boxes import box_iou, xywh_to_xyxy
+from lightyolo.eval.boxes import box_area, xywh_to_xyxy
 
 
 def greedy_nms(
@@ -33,29 +33,41 @@ def greedy_nms(
     """
     order = torch.sort(scores, descending=True, stable=True).indices
     sorted_boxes = boxes_xyxy[order]
+    areas = box_area(sorted_boxes)  # once, not per block pair
     limit = len(order) if max_keep is None else max_keep
     kept_positions: list[torch.Tensor] = []
-    kept_boxes = sorted_boxes[:0]
+    kept_boxes, kept_areas = sorted_boxes[:0], areas[:0]
     for start in range(0, len(order), block_size):
         if len(kept_boxes) >= limit:
             break
-        block = sorted_boxes[start : start + block_size]
+        block, block_areas = sorted_boxes[start : start + block_size], areas[start : start + block_size]
         # `> iou_thres` (not `<=`) so NaN IoUs of degenerate boxes suppress nothing, as in torchvision
-        alive = ~(box_iou(block, kept_boxes) > iou_thres).any(dim=1)
-        earlier_suppresses_later = (box_iou(block, block) > iou_thres).triu(diagonal=1).to(block.dtype)
+        alive = ~(_iou(block, block_areas, kept_boxes, kept_areas) > iou_thres).any(dim=1)
+        overlaps = (_iou(block, block_areas, block, block_areas) > iou_thres).triu_(diagonal=1)
         keep = alive
-        while True:
-            suppressed = (keep.to(block.dtype) @ earlier_suppresses_later) > 0
-            next_keep = alive & ~suppressed
-            if torch.equal(next_keep, keep):
-                break
-            keep = next_keep
+        if overlaps.any():  # else nothing in the block suppresses anything in it: keep = alive
+            earlier_suppresses_later = overlaps.to(block.dtype)
+            while True:
+                suppressed = (keep.to(block.dtype) @ earlier_suppresses_later) > 0
+                next_keep = alive & ~suppressed
+                if torch.equal(next_keep, keep):
+                    break
+                keep = next_keep
         positions = keep.nonzero(as_tuple=True)[0]
         kept_positions.append(start + positions)
         kept_boxes = torch.cat((kept_boxes, block[positions]))
+        kept_areas = torch.cat((kept_areas, block_areas[positions]))
     if not kept_positions:
         return order[:0]
     return order[torch.cat(kept_positions)[:limit]]
+
+
+def _iou(a: torch.Tensor, area_a: torch.Tensor, b: torch.Tensor, area_b: torch.Tensor) -> torch.Tensor:
+    """`box_iou` of (N, 4) and (M, 4) xyxy boxes with their areas already known."""
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp_(min=0).prod(dim=2)
+    return intersection / (area_a[:, None] + area_b[None, :] - intersection)
 
 
 def non_max_suppression(

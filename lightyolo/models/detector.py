@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from lightyolo.models.contracts import check_parts, declared_triple
+from lightyolo.models.contracts import check_arguments, check_module, check_operator, check_parts, declared_triple
 from lightyolo.models.head import Detect
 
 # YOLOv5's model scales: name → (width_multiple, depth_multiple).
@@ -50,22 +50,22 @@ class Detector(nn.Module):
 def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale: str, nc: int) -> Detector:
     """Instantiate operator, backbone and neck configs at `scale` and add a Detect head for `nc` classes.
 
-    The backbone and neck are checked against their contracts (`models/contracts.py`)."""
+    Each part is checked against its contract (`models/contracts.py`): its constructor's
+    arguments before it is instantiated, the built operator, backbone and neck after."""
     if scale not in SCALES:
         raise ValueError(f"scale: unknown scale {scale!r}; expected one of {sorted(SCALES)}")
     width_multiple, depth_multiple = SCALES[scale]
+    check_arguments(operator_cfg, "operator")
     operator = instantiate(operator_cfg)
-    backbone = instantiate(
-        backbone_cfg, width_multiple=width_multiple, depth_multiple=depth_multiple, operator=operator
-    )
+    check_operator(operator)
+    scaled = {"width_multiple": width_multiple, "depth_multiple": depth_multiple, "operator": operator}
+    check_arguments(backbone_cfg, "backbone", **scaled)
+    backbone = instantiate(backbone_cfg, **scaled)
+    check_module(backbone, "backbone")
     backbone_channels = declared_triple(backbone, "backbone", "out_channels")
-    neck = instantiate(
-        neck_cfg,
-        in_channels=backbone_channels,
-        width_multiple=width_multiple,
-        depth_multiple=depth_multiple,
-        operator=operator,
-    )
+    check_arguments(neck_cfg, "neck", in_channels=backbone_channels, **scaled)
+    neck = instantiate(neck_cfg, in_channels=backbone_channels, **scaled)
+    check_module(neck, "neck")
     channels, strides = check_parts(backbone, neck)
     head = Detect(nc, channels, strides=strides)
     return Detector(backbone, neck, head)

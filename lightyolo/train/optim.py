@@ -1,6 +1,6 @@
 """YOLOv5's optimiser, learning-rate schedule and warmup (ultralytics/yolov5 v7.0 `train.py`).
 
-- `build_optimizer`: SGD with Nesterov momentum and three parameter groups, in this order:
+- `build_optimizer`: SGD with Nesterov momentum (`foreach` kernels) and three parameter groups, in this order:
   group 0 = every bias (no weight decay; the *bias group* that warmup starts high),
   group 1 = all other weights (weight decay), group 2 = normalisation-layer weights (no decay).
 - `lr_lambda`: the per-epoch multiplier of lr0, YOLOv5's `one_cycle` cosine (1 → lrf) or its
@@ -46,7 +46,8 @@ def build_optimizer(
                 norm_weights.append(param)
             else:
                 decayed.append(param)
-    optimizer = torch.optim.SGD(biases, lr=lr0, momentum=momentum, nesterov=True)
+    # foreach: one fused kernel per group and step instead of a Python loop over parameters
+    optimizer = torch.optim.SGD(biases, lr=lr0, momentum=momentum, nesterov=True, foreach=True)
     optimizer.add_param_group({"params": decayed, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": norm_weights, "weight_decay": 0.0})
     return optimizer

@@ -1,0 +1,91 @@
+"""`python -m lightyolo.bench [key=value ...]`: the interleaved bench stage of an experiment.
+
+See `lightyolo/bench/experiment.py` for what is measured and recorded, `stage.py` for the
+protocol and statistics, `runtimes.py` for the runtimes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from lightyolo import tracking
+from lightyolo.bench.experiment import BenchError, BenchSettings, CellResult, bench_runs
+from lightyolo.export import ExportError, as_int, parse_key_values
+
+USAGE = """usage: python -m lightyolo.bench experiment=NAME [key=value ...]
+
+keys:
+  experiment=NAME     MLflow experiment whose completed cells are measured (required)
+  tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
+  run_ids=ID,ID       only these completed runs (default: every completed cell)
+  runtimes=A,B        torch, onnxruntime; torch_fp16 on cuda (default: torch,onnxruntime)
+  device=D            cpu or cuda (default: cpu)
+  threads=N           intra-op threads of torch and ONNX Runtime, inter-op 1 (default: 1)
+  img=N               input H = W (default: each run's train.img_size)
+  batch=N             images per pass (default: 1)
+  rounds=R            interleaved rounds (default: 30)
+  warmup=N            untimed passes per visit (default: 5)
+  iters=N             timed passes per visit (default: 20)
+  seed=N              seed of the visiting order and the bootstrap (default: 0)
+  clock=C             auto (default: cpu at device=cpu and threads=1, else wall), wall
+                      (elapsed) or cpu (process CPU time; threads=1 and device=cpu only; its
+                      methods are named with a _cputime suffix)
+"""
+
+KEYS = ("experiment", "tracking_uri", "run_ids", *(f.name for f in fields(BenchSettings)))
+INT_KEYS = ("threads", "img", "batch", "rounds", "warmup", "iters", "seed")
+
+
+def parse_options(argv: Sequence[str]) -> tuple[str, str | None, tuple[str, ...], BenchSettings]:
+    """key=value arguments → (experiment, tracking_uri, run_ids, settings); BenchError if bad."""
+    try:
+        values = parse_key_values(argv, KEYS, "bench")
+        numbers = {key: as_int(key, values.pop(key)) for key in INT_KEYS if key in values}
+    except ExportError as err:
+        raise BenchError(str(err)) from None
+    experiment = values.pop("experiment", None)
+    if experiment is None:
+        raise BenchError("bench: experiment=NAME is required")
+    uri = values.pop("tracking_uri", None)
+    run_ids = tuple(i for i in values.pop("run_ids", "").split(",") if i)
+    if "runtimes" in values:
+        values["runtimes"] = tuple(r.strip() for r in values["runtimes"].split(",") if r.strip())
+    for key in ("threads", "batch", "rounds", "iters"):
+        if key in numbers and numbers[key] < (2 if key == "rounds" else 1):
+            raise BenchError(f"{key}={numbers[key]}: expected >= {2 if key == 'rounds' else 1}")
+    return experiment, uri, run_ids, BenchSettings(**values, **numbers)
+
+
+def format_results(results: list[CellResult]) -> str:
+    """A markdown table: cell, method, median [95 % CI], p90, CI half-width %."""
+    lines = ["| run | method | median ms [95% CI] | p90 ms | ± % |", "|---|---|---|---|---|"]
+    for r in results:
+        s = r.summary
+        lines.append(
+            f"| {r.run_name} | {r.method} | {s.median_ms:.2f} [{s.ci_low_ms:.2f}, {s.ci_high_ms:.2f}] "
+            f"| {s.p90_ms:.2f} | {s.half_width_pct:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE, end="")
+        return 0
+    try:
+        experiment, uri, run_ids, settings = parse_options(argv)
+        uri = uri or tracking.default_tracking_uri(Path.cwd())
+        results = bench_runs(uri, experiment, settings, run_ids, log=lambda m: print(m, file=sys.stderr))
+    except BenchError as err:
+        print(f"lightyolo.bench: {err}", file=sys.stderr)
+        return 2
+    print(format_results(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The bench stage over an experiment: completed cells from MLflow → interleaved timings → records.
+
+Every completed cell run of the experiment (tag status=completed; the report's run is not a
+cell) is loaded in this one process: its `config.yaml` and `weights/best.pt` artifacts
+rebuild the detector, which is deployed as `lightyolo.export` deploys it (eval, BatchNorm
+fused, float32, contiguous NCHW memory format for every cell and runtime, channels_last for
+none). For `onnxruntime` each cell is exported to ONNX once (and logged on its run as
+`export/model.onnx` when the run has none yet and the bench runs at the run's own image
+size and batch 1, i.e. the file `lightyolo.export` would have written). Then all (cell,
+runtime) pairs are timed interleaved (`stage.py`) and each cell's figures are written on
+its own run:
+
+- metrics `bench/<method>/median_ms`, `/p90_ms`, `/ci_low_ms`, `/ci_high_ms`, where
+  method = `<runtime>_<device>_t<threads>_b<batch>_<img>`, e.g. `onnxruntime_cpu_t1_b1_320`
+  (with `_cputime` appended when timed by CPU time, `clock=cpu`);
+  running again logs new values of the same keys (MLflow's latest value is the figure);
+- tag `bench/<method>`: JSON describing the method in full (`method_description`);
+- artifact `bench/<method>.json`: {"round_medians_ms": [...]} in round order. Rounds are
+  shared by all cells of one bench run (same seed, same rounds), so a speed-up between two
+  cells is the per-round ratio of these lists, bootstrapped over rounds (`stage.round_ratio`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from lightyolo import tracking
+from lightyolo.bench.runtimes import (
+    Pass, Runtime, RuntimeUnavailable, build_runtimes, configure_threads, device_name,
+)
+from lightyolo.bench.stage import RESAMPLES, Summary, interleaved_timings, summarise
+from lightyolo.export import ONNX_ARTIFACT, ExportError, export_onnx, fuse_batchnorm, load_run
+
+MEMORY_FORMAT = "contiguous NCHW"
+STATISTICS = (
+    "median_ms: median of per-round medians; p90_ms: 90th percentile of all timed passes; "
+    f"ci: 95% percentile bootstrap of the median over rounds ({RESAMPLES} resamples)"
+)
+
+
+class BenchError(Exception):
+    """A condition the bench stage explains in one line (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How the cells are measured (the method), independent of which cells."""
+
+    runtimes: tuple[str, ...] = ("torch", "onnxruntime")
+    device: str = "cpu"
+    threads: int = 1
+    batch: int = 1
+    img: int | None = None  # None: each run's own train.img_size
+    rounds: int = 30
+    warmup: int = 5
+    iters: int = 20
+    seed: int = 0
+    # auto: cpu at device=cpu with 1 thread (the A/A check passes there on a loaded machine;
+    # wall clock does not), else wall. cpu = process CPU time, device=cpu and threads=1 only.
+    clock: str = "auto"
+
+    def resolved_clock(self) -> str:
+        if self.clock == "auto":
+            return "cpu" if self.device == "cpu" and self.threads == 1 else "wall"
+        return self.clock
+
+
+@dataclass(frozen=True)
+class CellResult:
+    run_id: str
+    run_name: str
+    method: str
+    summary: Summary
+    times_ms: np.ndarray  # (rounds, iters): every timed pass, for ratios between cells
+
+
+def method_name(runtime: Runtime, threads: int, batch: int, img: int, clock: str = "wall") -> str:
+    """`<runtime>_<device>_t<threads>_b<batch>_<img>` (+ `_cputime` for clock=cpu): a method's
+    metric prefix."""
+    suffix = "_cputime" if clock == "cpu" else ""
+    return f"{runtime.name}_{runtime.device}_t{threads}_b{batch}_{img}{suffix}"
+
+
+def method_description(runtime: Runtime, settings: BenchSettings, img: int, cells: int) -> dict[str, object]:
+    """Everything that defines a method's figures: the `bench/<method>` tag's JSON."""
+    return {
+        "runtime": runtime.name,
+        "runtime_version": runtime.version,
+        "device": runtime.device,
+        "device_name": device_name(runtime.device),
+        "threads": settings.threads,
+        "interop_threads": 1,
+        "batch": settings.batch,
+        "img": img,
+        "rounds": settings.rounds,
+        "warmup": settings.warmup,
+        "iters": settings.iters,
+        "seed": settings.seed,
+        "clock": "process CPU time (time.process_time)" if settings.resolved_clock() == "cpu" else "wall (time.perf_counter)",
+        "cells_interleaved": cells,
+        "memory_format": MEMORY_FORMAT,
+        "batchnorm": "fused (torch.nn.utils.fusion.fuse_conv_bn_eval)",
+        "dtype": "float16" if runtime.name.endswith("fp16") else "float32",
+        "statistics": STATISTICS,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": ort.__version__,
+    }
+
+
+def deployed_passes(
+    models: Mapping[str, tuple[nn.Module, int]],
+    runtimes: list[Runtime],
+    batch: int,
+    onnx_dir: Path,
+) -> tuple[dict[tuple[str, str], Pass], dict[str, Path]]:
+    """One timed pass per (label, runtime name) for models given as {label: (model, img)}.
+
+    Each model is fused (and, for ONNX Runtime, exported into `onnx_dir`) once; every runtime
+    gets its own copy. The input is a fixed random image (seed 0), batch × 3 × img × img.
+    Returns the passes and {label: its ONNX file} (empty without onnxruntime).
+    """
+    passes: dict[tuple[str, str], Pass] = {}
+    onnx_files: dict[str, Path] = {}
+    for index, (label, (model, img)) in enumerate(models.items()):
+        deployed = fuse_batchnorm(model).to(memory_format=torch.contiguous_format)
+        images = torch.rand(batch, 3, img, img, generator=torch.Generator().manual_seed(0))
+        if any(r.name == "onnxruntime" for r in runtimes):
+            onnx_files[label] = export_onnx(
+                deployed, onnx_dir / f"{index}" / "model.onnx", img, dynamic_batch=batch > 1
+            )
+        for runtime in runtimes:
+            passes[(label, runtime.name)] = runtime.prepare(
+                copy.deepcopy(deployed), images, onnx_files.get(label)
+            )
+    return passes, onnx_files
+
+
+def bench_runs(
+    tracking_uri: str,
+    experiment: str,
+    settings: BenchSettings,
+    run_ids: tuple[str, ...] = (),
+    *,
+    log=print,
+) -> list[CellResult]:
+    """Bench the completed cells of `experiment` (or only `run_ids`) and record the figures."""
+    db = tracking.sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise BenchError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+    try:
+        runs = tracking.completed_runs(tracking_uri, experiment)
+    except ValueError as err:
+        raise BenchError(str(err)) from None
+    if run_ids:
+        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
+        if unknown:
+            raise BenchError(f"experiment {experiment!r}: no completed run {', '.join(unknown)}")
+        runs = [r for r in runs if r.run_id in run_ids]
+    if not runs:
+        raise BenchError(f"experiment {experiment!r} at {tracking_uri} has no completed runs; nothing to bench")
+    if settings.clock not in ("auto", "wall", "cpu"):
+        raise BenchError(f"clock={settings.clock!r}: expected auto, wall or cpu")
+    if settings.clock == "cpu" and (settings.device != "cpu" or settings.threads != 1):
+        raise BenchError("clock=cpu needs device=cpu and threads=1 (CPU time of several threads is not latency)")
+    clock = settings.resolved_clock()
+    try:
+        runtimes = build_runtimes(list(settings.runtimes), settings.device, settings.threads)
+        configure_threads(settings.threads)
+    except (RuntimeUnavailable, ValueError) as err:
+        raise BenchError(str(err)) from None
+
+    with tempfile.TemporaryDirectory(prefix="lightyolo-bench-") as tmp:
+        models: dict[str, tuple[nn.Module, int]] = {}
+        own_size: dict[str, int] = {}
+        for run in runs:
+            try:
+                config, model = load_run(tracking_uri, run.run_id, Path(tmp) / run.run_id)
+            except ExportError as err:
+                raise BenchError(f"experiment {experiment!r} ({run.run_name}): {err}") from None
+            own_size[run.run_id] = int(OmegaConf.select(config, "train.img_size", default=0) or 0)
+            img = settings.img or own_size[run.run_id]
+            if img < 32 or img % 32:
+                raise BenchError(f"run {run.run_id}: img={img}: expected a positive multiple of 32")
+            models[run.run_id] = (model, img)
+        log(f"bench: {len(runs)} cells × {', '.join(r.name for r in runtimes)} on {settings.device}, {clock} clock, "
+            f"{settings.threads} thread(s), batch {settings.batch}: {settings.rounds} rounds of "
+            f"{settings.warmup} warm-up + {settings.iters} timed passes")
+        passes, onnx_files = deployed_passes(models, runtimes, settings.batch, Path(tmp) / "onnx")
+        for run in runs:
+            exportable = models[run.run_id][1] == own_size[run.run_id] and settings.batch == 1
+            if run.run_id in onnx_files and exportable and not tracking.run_has_artifact(
+                tracking_uri, run.run_id, ONNX_ARTIFACT
+            ):
+                tracking.log_run_artifact_as(tracking_uri, run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
+        timings = interleaved_timings(
+            passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
+            seed=settings.seed, clock=clock, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),
+        )
+
+    results = []
+    for run in runs:
+        img = models[run.run_id][1]
+        metrics: dict[str, float] = {}
+        tags: dict[str, str] = {}
+        for runtime in runtimes:
+            method = method_name(runtime, settings.threads, settings.batch, img, clock)
+            times = timings[(run.run_id, runtime.name)]
+            summary = summarise(times, settings.seed)
+            metrics.update({f"bench/{method}/{k}": v for k, v in summary.metrics().items()})
+            tags[f"bench/{method}"] = json.dumps(method_description(runtime, settings, img, len(runs)))
+            results.append(CellResult(run.run_id, run.run_name, method, summary, times))
+        recorder = tracking.RunTracker(tracking_uri, run.run_id)
+        recorder.log_metrics(metrics)
+        recorder.set_tags(tags)
+        for result in results[-len(runtimes):]:
+            # Round r of every cell shares one pass over the machine: the report pairs them.
+            recorder.log_json(
+                {"round_medians_ms": np.median(result.times_ms, axis=1).tolist(), "seed": settings.seed},
+                f"bench/{result.method}.json",
+            )
+    return results

@@ -1,0 +1,288 @@
+"""`python -m lightyolo.export [key=value ...]`: a cell's best.pt → ONNX, logged on its MLflow run.
+
+What is exported: the detector rebuilt from the run's own `config.yaml` (backbone, neck and
+operator configs, `model.scale`; the class count is read off the weights), its `best.pt`
+weights loaded, BatchNorm fused into the preceding convolutions with torch's
+`torch.nn.utils.fusion.fuse_conv_bn_eval` (`fuse_batchnorm`, also what the bench stage
+measures), eval mode, NCHW contiguous. The exporter is torch's TorchScript-based one
+(`torch.onnx.export(..., dynamo=False)`), opset 17: it traces the eval forward directly
+(Involution takes its plain-op inference path there) and needs no onnxscript.
+
+The ONNX graph:
+
+- input `images`: float32 (1, 3, H, W), RGB in [0, 1], H = W = the run's `train.img_size` or
+  `img=`; with `dynamic_batch=true` the first axis is a symbolic `batch`.
+- output `detections`: float32 (B, N, 5 + nc), the Detect head's decoded inference output
+  before any confidence threshold or NMS (`models/head.py`): per anchor box
+  (x_center, y_center, width, height) in input pixels, objectness, then nc class scores,
+  all after the sigmoid. N = 3 anchors × Σ (H/s · W/s) over the strides 8, 16, 32; rows are
+  level by level, then anchor, then grid row, then column. The head's raw per-level maps
+  (the training output) are not exported.
+
+Keys: `run_id=` (the MLflow run; `tracking_uri=` as in the report, default
+`sqlite:///<cwd>/mlflow.db`) or `weights=<best.pt> config=<config.yaml>` (files on disk; no
+logging), `img=`, `dynamic_batch=`, `out=` (the .onnx file to write; default
+`export/<run_id or weights stem>.onnx`), `opset=` (≥ 17).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from lightyolo import tracking
+from lightyolo.models.detector import Detector, build_detector
+
+ONNX_ARTIFACT = "export/model.onnx"
+CONFIG_ARTIFACT = "config.yaml"
+WEIGHTS_ARTIFACT = "weights/best.pt"
+MIN_OPSET = 17
+INPUT_NAME = "images"
+OUTPUT_NAME = "detections"
+
+USAGE = """usage: python -m lightyolo.export [key=value ...]
+
+keys:
+  run_id=ID           MLflow run of a cell: its config.yaml and weights/best.pt are used and
+                      the ONNX file is logged back as its artifact export/model.onnx
+  tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
+  weights=FILE        instead of run_id: a best.pt (or last.pt) checkpoint on disk ...
+  config=FILE         ... and the config.yaml of the run that wrote it
+  img=N               input H = W in pixels (default: the run's train.img_size)
+  dynamic_batch=BOOL  true: symbolic batch axis (default: false, batch 1)
+  opset=N             ONNX opset, >= 17 (default: 17)
+  out=FILE            where to write the .onnx (default: export/<run_id or weights name>.onnx)
+"""
+
+
+class ExportError(Exception):
+    """A condition `export` (and `bench`) explains in one line: a missing run, file or key."""
+
+
+# --- the model a cell deploys -------------------------------------------------------------
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode deep copy of `model` with each BatchNorm2d that directly follows a Conv2d
+    folded into it (torch's `fuse_conv_bn_eval`).
+
+    Pairs are found two ways: a module with `conv` (Conv2d) and `bn` (BatchNorm2d) children,
+    as `layers.Conv`; and adjacent Conv2d → BatchNorm2d inside an nn.Sequential. A BatchNorm
+    after anything else (Involution's) stays, in eval mode.
+    """
+    fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):  # a list: children are replaced on the way
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            module.conv = fuse_conv_bn_eval(conv, bn)
+            module.bn = nn.Identity()
+        if isinstance(module, nn.Sequential):
+            names = [name for name, _ in module.named_children()]
+            for first, second in zip(names, names[1:]):
+                conv, bn = getattr(module, first), getattr(module, second)
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    setattr(module, first, fuse_conv_bn_eval(conv, bn))
+                    setattr(module, second, nn.Identity())
+    return fused
+
+
+def classes_in_weights(state_dict: dict[str, torch.Tensor], source: str) -> int:
+    """nc of a Detect head's state_dict: head.m.0 has na · (5 + nc) output channels."""
+    try:
+        anchors = state_dict["head.anchors"]
+        outputs = state_dict["head.m.0.bias"].shape[0]
+    except KeyError as err:
+        raise ExportError(f"{source}: not a lightyolo detector state_dict (no {err.args[0]})") from None
+    return outputs // anchors.shape[1] - 5
+
+
+def load_detector(config: DictConfig, state_dict: dict[str, torch.Tensor], source: str) -> Detector:
+    """The detector of a run's resolved config with `state_dict` loaded (eval mode, unfused)."""
+    for key in ("backbone", "neck", "operator", "model"):
+        if key not in config:
+            raise ExportError(f"{source}: config has no {key!r} node (expected a run's resolved config.yaml)")
+    model = build_detector(
+        config.backbone, config.neck, config.operator, scale=config.model.scale,
+        nc=classes_in_weights(state_dict, source),
+    )
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def load_checkpoint_files(config_path: Path, weights_path: Path) -> tuple[DictConfig, Detector]:
+    """(config, unfused eval detector) from a config.yaml and a best.pt/last.pt on disk."""
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ExportError(f"{path}: no such file")
+    config = OmegaConf.load(config_path)
+    if not isinstance(config, DictConfig):
+        raise ExportError(f"{config_path}: expected a mapping (a run's config.yaml)")
+    try:
+        checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: name it
+        raise ExportError(f"{weights_path}: cannot load checkpoint ({type(err).__name__}: {err})") from None
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ExportError(f"{weights_path}: expected a checkpoint dict with a 'model' state_dict")
+    return config, load_detector(config, state, str(weights_path))
+
+
+def load_run(tracking_uri: str, run_id: str, directory: Path) -> tuple[DictConfig, Detector]:
+    """(config, unfused eval detector) of an MLflow run, its artifacts downloaded into `directory`."""
+    wanted = (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT)
+    missing = [a for a in wanted if not tracking.run_has_artifact(tracking_uri, run_id, a)]
+    if missing:
+        raise ExportError(f"run {run_id}: no artifact {' or '.join(missing)} (not a completed training run?)")
+    paths = {a: tracking.download_run_artifact(tracking_uri, run_id, a, directory) for a in wanted}
+    return load_checkpoint_files(paths[CONFIG_ARTIFACT], paths[WEIGHTS_ARTIFACT])
+
+
+# --- ONNX ---------------------------------------------------------------------------------
+
+
+class DecodedOutput(nn.Module):
+    """The detector's eval forward reduced to its decoded tensor (B, N, 5 + nc)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.detector(images)[0]
+
+
+def export_onnx(
+    model: nn.Module, path: Path, img: int, *, dynamic_batch: bool = False, opset: int = MIN_OPSET
+) -> Path:
+    """Write `model` (fused here) as ONNX with a (1, 3, img, img) input; returns `path`."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset={opset}: expected >= {MIN_OPSET}")
+    if img < 32 or img % 32:
+        raise ExportError(f"img={img}: expected a positive multiple of 32 (the largest stride)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deployed = DecodedOutput(fuse_batchnorm(model)).to("cpu", memory_format=torch.contiguous_format)
+    example = torch.zeros(1, 3, img, img)
+    with torch.inference_mode():
+        torch.onnx.export(
+            deployed,
+            (example,),
+            str(path),
+            dynamo=False,  # the TorchScript exporter: traces the eval forward, no onnxscript
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
+        )
+    return path
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    weights: str | None = None
+    config: str | None = None
+    img: int | None = None
+    dynamic_batch: bool = False
+    opset: int = MIN_OPSET
+    out: str | None = None
+
+
+def parse_key_values(argv: Sequence[str], valid: Sequence[str], command: str) -> dict[str, str]:
+    """key=value arguments → {key: value}; ExportError naming a bad argument."""
+    names = ", ".join(valid)
+    values: dict[str, str] = {}
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        if not sep:
+            raise ExportError(f"{command}: argument {argument!r}: expected key=value (valid keys: {names})")
+        if key not in valid:
+            raise ExportError(f"{command}: unknown key {key!r} (valid keys: {names})")
+        if not value:
+            raise ExportError(f"{command}: {key}= is empty: give a value")
+        values[key] = value
+    return values
+
+
+def as_int(key: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ExportError(f"{key}={value!r}: expected an integer") from None
+
+
+def as_bool(key: str, value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ExportError(f"{key}={value!r}: expected true or false")
+
+
+def parse_options(argv: Sequence[str]) -> ExportOptions:
+    values: dict[str, Any] = parse_key_values(argv, [f.name for f in fields(ExportOptions)], "export")
+    for key in ("img", "opset"):
+        if key in values:
+            values[key] = as_int(key, values[key])
+    if "dynamic_batch" in values:
+        values["dynamic_batch"] = as_bool("dynamic_batch", values["dynamic_batch"])
+    options = ExportOptions(**values)
+    from_files = options.weights is not None or options.config is not None
+    if (options.run_id is not None) == from_files or (from_files and None in (options.weights, options.config)):
+        raise ExportError("export: give run_id=ID, or both weights=FILE and config=FILE")
+    return options
+
+
+def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
+    """Export as `options` say; with run_id the file is also logged as `export/model.onnx`."""
+    cwd = Path.cwd() if cwd is None else cwd
+    with tempfile.TemporaryDirectory(prefix="lightyolo-export-") as tmp:
+        if options.run_id is not None:
+            uri = options.tracking_uri or tracking.default_tracking_uri(cwd)
+            if not tracking.run_exists(uri, options.run_id):
+                raise ExportError(f"no MLflow run {options.run_id!r} at {uri}")
+            config, model = load_run(uri, options.run_id, Path(tmp))
+            stem = options.run_id
+        else:
+            config, model = load_checkpoint_files(Path(options.config), Path(options.weights))
+            stem = Path(options.weights).stem
+        img = options.img or int(OmegaConf.select(config, "train.img_size", default=0) or 0)
+        if not img:
+            raise ExportError("export: the config has no train.img_size; give img=N")
+        out = Path(options.out) if options.out else Path("export") / f"{stem}.onnx"
+        out = out if out.is_absolute() else cwd / out
+        export_onnx(model, out, img, dynamic_batch=options.dynamic_batch, opset=options.opset)
+        if options.run_id is not None:
+            tracking.log_run_artifact_as(uri, options.run_id, out, ONNX_ARTIFACT)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE, end="")
+        return 0
+    try:
+        out = export(parse_options(argv))
+    except ExportError as err:
+        print(f"lightyolo.export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

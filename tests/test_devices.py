@@ -1,0 +1,30 @@
+"""device_for_job: each parallel job on its own GPU with its share of the cores."""
+
+from __future__ import annotations
+
+import pytest
+
+from lightyolo.devices import device_for_job
+
+
+def test_each_job_gets_its_own_gpu_and_an_equal_share_of_the_cores():
+    assert [device_for_job(k, 4, 16, 4) for k in range(4)] == [(f"cuda:{k}", 4) for k in range(4)]
+
+
+def test_more_jobs_than_gpus_share_them_round_robin_and_threads_never_drop_to_zero():
+    assert [device_for_job(k, 2, 3, 5)[0] for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert device_for_job(4, 2, 3, 5)[1] == 1
+
+
+def test_later_cells_of_a_sweep_keep_consecutive_jobs_on_different_gpus():
+    assert [device_for_job(k, 4, 32, 4)[0] for k in range(8, 12)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+
+
+def test_without_gpus_jobs_run_on_the_cpu_splitting_the_cores():
+    assert device_for_job(1, 0, 16, 3) == ("cpu", 5)
+
+
+@pytest.mark.parametrize("args", [(-1, 1, 8, 2), (0, 1, 8, 0), (0, -1, 8, 1), (0, 1, 0, 1)])
+def test_impossible_arguments_are_one_line_errors(args):
+    with pytest.raises(ValueError, match="device_for_job"):
+        device_for_job(*args)

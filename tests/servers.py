@@ -26,6 +26,7 @@ import pytest
 
 POSTGRES_ENV = "LIGHTYOLO_TEST_POSTGRES_URL"
 START_TIMEOUT_S = 180.0  # a first start runs the store's migrations, on 2 shared cores
+STOP_TIMEOUT_S = 3.0  # then SIGKILL (the test database is dropped WITH (FORCE) after it)
 
 
 def free_port() -> int:
@@ -58,8 +59,8 @@ def mlflow_process(command: str, backend_uri: str, workdir: Path, *extra: str) -
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
+        try:  # its graceful stop can take 10-20 s; nothing of it is needed after the test
+            proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -222,3 +222,19 @@ def test_an_unreadable_round_medians_file_is_named_and_skipped(tmp_path, capsys)
     assert runs[f"bench/{M}/round_medians"].iloc[0] is None
     err = [l for l in capsys.readouterr().err.splitlines() if l.startswith("lightyolo.report:")]
     assert len(err) == 1 and f"bench/{M}.json" in err[0] and run.run_id in err[0]
+
+
+def test_gflops_at_640_is_shown_and_ranks_a_method_measured_at_640() -> None:
+    tag = json.dumps({"img": 640})  # the bench ran at 640 px; the runs trained at 320
+    rows = [hand_run(cell, 0, median, None, tag)
+            for cell, median in (("c3/pan/conv", 40.0), ("ghost/pan/conv", 30.0), ("c3/slim/conv", 35.0))]
+    for row, at_640 in zip(rows, (16.0, 8.0, 12.0)):
+        row["metrics.gflops_640"] = at_640
+    variants = hand_variants(rows, {r["run_id"]: None for r in rows})
+    table = main_table(variants)
+    assert "| GFLOPs | GFLOPs@640 |" in table and "| 4.00 | 16.00 |" in table
+    text = flops_latency_section(variants)
+    assert "Spearman ρ = +1.00" in text and "over 3 variant(s)" in text
+    del rows[0]["metrics.gflops_640"]  # a variant with no count at the measured size is left out
+    text = flops_latency_section(hand_variants(rows, {r["run_id"]: None for r in rows}))
+    assert "not estimable over 2 variant(s)" in text

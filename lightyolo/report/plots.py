@@ -56,7 +56,7 @@ def _costs(variants: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
         return {"gflops": COSTS["gflops"], "latency_ms": (stem, f"{label}, quick figure", flag)}
     costs = {"gflops": COSTS["gflops"]}
     for method in methods:
-        costs[f"latency_{method}_ms"] = (f"map_vs_latency_{method}", f"latency (ms), {method}",
+        costs[f"latency_{method}_ms"] = (f"map_vs_latency_{method}", f"bench latency (ms), {method}",
                                           f"pareto_{method}")
     return costs
 

@@ -143,9 +143,9 @@ def test_latency_plots_are_drawn_per_method(report) -> None:
 M = "ort_cpu_t1_b1_320"
 
 
-def hand_run(cell: str, seed: int, median: float, rounds: list[float] | None, tag: str) -> dict:
+def hand_run(cell: str, seed: int, median: float, tag: str) -> dict:
     backbone, neck, operator = cell.split("/")
-    row = {
+    return {
         "run_id": f"{cell}-{seed}", "run_name": f"{cell}-{seed}", "mlflow_status": "FINISHED",
         "start_time": seed, "end_time": seed + 1, "tags.backbone": backbone, "tags.neck": neck,
         "tags.operator": operator, "tags.dataset": "shapes", "tags.seed": str(seed),
@@ -154,7 +154,6 @@ def hand_run(cell: str, seed: int, median: float, rounds: list[float] | None, ta
         f"metrics.bench/{M}/median_ms": median, f"metrics.bench/{M}/ci_low_ms": median - 1,
         f"metrics.bench/{M}/ci_high_ms": median + 1, f"tags.bench/{M}": tag,
     }
-    return row
 
 
 def hand_variants(rows: list[dict], rounds: dict[str, list[float] | None]) -> pd.DataFrame:
@@ -169,8 +168,8 @@ def test_seeds_combine_by_median_and_pair_by_round() -> None:
     rounds = {"c3/pan/conv-0": [20.0, 22.0, 21.0], "c3/pan/conv-1": [20.0, 24.0, 21.0],
               "c3/pan/conv-2": [22.0, 26.0, 23.0],
               "ghost/pan/conv-0": [10.0, 11.0, 10.5], "ghost/pan/conv-1": [10.0, 12.0, 11.5]}
-    rows = [hand_run("c3/pan/conv", s, m, None, tag) for s, m in ((0, 21.0), (1, 21.0), (2, 23.0))]
-    rows += [hand_run("ghost/pan/conv", s, m, None, tag) for s, m in ((0, 10.5), (1, 11.5))]
+    rows = [hand_run("c3/pan/conv", s, m, tag) for s, m in ((0, 21.0), (1, 21.0), (2, 23.0))]
+    rows += [hand_run("ghost/pan/conv", s, m, tag) for s, m in ((0, 10.5), (1, 11.5))]
     cells = by_cell(hand_variants(rows, rounds))
     base, ghost = cells["c3/pan/conv"], cells["ghost/pan/conv"]
     assert base[f"latency_{M}_ms"] == 21.0  # median of the seeds' medians 21, 21, 23
@@ -190,8 +189,8 @@ def test_seeds_combine_by_median_and_pair_by_round() -> None:
 
 def test_fewer_flops_but_slower_is_named_and_rank_correlation_follows_scipy() -> None:
     tag = json.dumps({"img": 320})
-    rows = [hand_run("c3/pan/conv", 0, 10.0, None, tag), hand_run("ghost/pan/conv", 0, 14.0, None, tag),
-            hand_run("c3/slim/conv", 0, 12.5, None, tag)]
+    rows = [hand_run("c3/pan/conv", 0, 10.0, tag), hand_run("ghost/pan/conv", 0, 14.0, tag),
+            hand_run("c3/slim/conv", 0, 12.5, tag)]
     rows[2]["metrics.gflops"] = 3.0
     variants = hand_variants(rows, {r["run_id"]: None for r in rows})
     text = flops_latency_section(variants)
@@ -226,7 +225,7 @@ def test_an_unreadable_round_medians_file_is_named_and_skipped(tmp_path, capsys)
 
 def test_gflops_at_640_is_shown_and_ranks_a_method_measured_at_640() -> None:
     tag = json.dumps({"img": 640})  # the bench ran at 640 px; the runs trained at 320
-    rows = [hand_run(cell, 0, median, None, tag)
+    rows = [hand_run(cell, 0, median, tag)
             for cell, median in (("c3/pan/conv", 40.0), ("ghost/pan/conv", 30.0), ("c3/slim/conv", 35.0))]
     for row, at_640 in zip(rows, (16.0, 8.0, 12.0)):
         row["metrics.gflops_640"] = at_640

@@ -566,7 +566,7 @@ def completed_runs(tracking_uri: str, experiment: str) -> list[CompletedRun]:
     for run_id in frame.sort_values("start_time")["run_id"]:
         run = client.get_run(run_id)
         tags = dict(run.data.tags)
-        if tags.get(STATUS_TAG) != "completed" or tags.get("kind") == "report":
+        if tags.get(STATUS_TAG) != "completed" or tags.get(KIND_TAG) in ("report", SWEEP_KIND):
             continue
         found.append(
             CompletedRun(run_id, run.info.run_name, tags, dict(run.data.params), dict(run.data.metrics))

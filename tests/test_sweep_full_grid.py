@@ -26,6 +26,7 @@ def test_all_sixteen_cells_train_evaluate_and_log(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = runs[runs["tags.kind"].isna()]  # the cells, not the sweep's parent run
     assert len(runs) == 16 and (runs["tags.status"] == "completed").all()
     cells = set(zip(runs["tags.backbone"], runs["tags.neck"], runs["tags.operator"]))
     assert len(cells) == 16

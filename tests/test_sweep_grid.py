@@ -22,6 +22,12 @@ SWEEPS = REPO / "sweeps"
 
 
 @pytest.fixture(scope="module")
+
+def cell_runs(store: Path) -> pd.DataFrame:
+    """The runs of the smoke experiment's cells (not the sweeps' parent runs, kind=sweep)."""
+    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    return runs[runs["tags.kind"].isna()] if "tags.kind" in runs else runs
+
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shapes")
 
@@ -54,7 +60,7 @@ def test_a_failing_cell_is_recorded_and_the_others_still_run_then_a_rerun_skips_
     grid = ("backbone=c3", "neck=pan", "model.scale=n,s,m,xl")
     first = run_sweep(store, tmp_path / "sweep1", shapes_root, *grid)
     assert first.returncode != 0, first.stderr[-2000:]
-    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = cell_runs(store)
     assert sorted(runs["tags.status"]) == ["completed", "completed", "completed", "failed"]
     failed = runs[runs["tags.status"] == "failed"].iloc[0]
     assert failed["mlflow_status"] == "FAILED" and "xl" in failed["tags.error"]
@@ -63,7 +69,7 @@ def test_a_failing_cell_is_recorded_and_the_others_still_run_then_a_rerun_skips_
 
     second = run_sweep(store, tmp_path / "sweep2", shapes_root, *grid)
     assert second.returncode != 0  # the broken cell still fails
-    again = runs_frame(f"sqlite:///{store}", "smoke")
+    again = cell_runs(store)
     assert (completed_per_cell(again) == completed_per_cell(runs)).all()
     assert len(again) == len(runs) + 1  # only the failed cell ran again
     assert "skipped" in second.stdout
@@ -89,7 +95,7 @@ def test_a_sweep_killed_mid_cell_resumes_that_cell_from_its_checkpoint(
 
     rerun = run_sweep(store, tmp_path / "again", shapes_root, *grid)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = cell_runs(store)
     assert completed_per_cell(runs).to_dict() == {"c3-pan-conv-s0": 1, "c3-slim-conv-s0": 1}
     resumed = runs[runs["run_name"] == "c3-slim-conv-s0"].iloc[0]
     assert int(resumed["tags.resumed_from_epoch"]) > 0
@@ -108,7 +114,7 @@ def test_parallel_launchers_log_every_cell_exactly_once(
     ]
     proc = run_sweep(store, tmp_path / "sweep", shapes_root, f"hydra/launcher={launcher}", *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = cell_runs(store)
     assert completed_per_cell(runs).to_dict() == {
         "c3-pan-conv-s0": 1, "c3-slim-conv-s0": 1, "ghost-pan-conv-s0": 1, "ghost-slim-conv-s0": 1,
     }

@@ -11,7 +11,8 @@ tables of slim-neck, arXiv 2206.02424, and of GhostNet, arXiv 1911.11907):
 - deltas compare the means with the baseline (backbone, neck, operator) of the same recipe:
   mAP in points (×100 of the fractions MLflow holds) with a 95 % CI, p and Holm-adjusted p
   over the comparisons of the recipe (stats.py), params and GFLOPs in %, speed-up as
-  baseline latency / variant latency;
+  baseline latency / variant latency; the bench stage's latencies per method (median of the
+  seeds' medians) with speed-ups paired by round where both cells share a bench run;
 - a variant is Pareto-optimal when no other variant of its context (dataset, scale, image
   size; for latency also the device) has ≥ mAP50-95 and ≤ cost with at least one strict;
   a non-optimal one is "dominated" only beyond the uncertainty, else "undecided".
@@ -19,6 +20,7 @@ tables of slim-neck, arXiv 2206.02424, and of GhostNet, arXiv 1911.11907):
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +38,9 @@ from lightyolo.report.collect import (
 )
 
 POINTS = 100.0  # mAP fractions → percentage points
+# How a bench speed-up's interval was made (`speedup_<method>_basis`).
+PAIRED = "paired rounds"
+INTERVALS = "intervals"
 # The columns one report row is keyed by: the coordinates, and the rest of the identity.
 ROW_KEYS: tuple[str, ...] = (*VARIANT_KEYS, "recipe")
 
@@ -263,38 +268,96 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
 
 
 def add_speedups(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
-    """Per latency method the bench stage measured: `speedup_<method>` with
-    `speedup_<method>_low` / `_high` (stats.speedup_interval) and `speedup_<method>_verdict`,
-    against the baseline of the same recipe. A variant's latency is the median over its
-    seeds' medians, its interval the envelope of theirs (lowest low, highest high)."""
+    """Per latency method the bench stage measured (`bench/<method>/...` columns of `runs`):
+
+    - `latency_<method>_ms` with `_ci_low` / `_ci_high`: over the included runs (seeds) of
+      the variant, the median of their medians, the interval the envelope of theirs (lowest
+      low, highest high; one seed: its own);
+    - `speedup_<method>` with `_low` / `_high`, `_verdict` and `_basis`, against the baseline
+      of the same recipe: "paired rounds" when every run of both sides has its round medians
+      from one bench run (same method tag, same number of rounds): per round, baseline /
+      variant of the seeds' round medians (median over seeds), summarised by the median and
+      the bootstrap CI over rounds (`bench.stage.bootstrap_median_ci`); else "intervals"
+      (stats.speedup_interval on the variant latencies above)."""
     out = variants.copy()
     methods = bench_methods(runs.columns)
     if not methods:
         return out
     used = included_runs(runs)
-    keys = [*FACTOR_KEYS, "recipe"]
+    groups = {key: group for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)}
     for method in methods:
-        median, low, high = (f"bench/{method}/{part}" for part in BENCH_PARTS)
-        summary = used.groupby(keys, sort=False).agg(
-            median=(median, "median"), low=(low, "min"), high=(high, "max")
-        )
-        columns = {f"speedup_{method}{s}": [] for s in ("", "_low", "_high", "_verdict")}
+        latency = {key: _bench_latency(group, method) for key, group in groups.items()}
+        rounds = {key: _paired_rounds(group, method) for key, group in groups.items()}
+        columns: dict[str, list] = {f"latency_{method}_ms{s}": [] for s in ("", "_ci_low", "_ci_high")}
+        columns.update({f"speedup_{method}{s}": [] for s in ("", "_low", "_high", "_verdict", "_basis")})
         for _, row in out.iterrows():
-            mine = summary.reindex([(row["backbone"], row["neck"], row["operator"], row["recipe"])])
-            base = summary.reindex([(*baseline, row["recipe"])])
-            m, b = mine.iloc[0], base.iloc[0]
-            if pd.isna(m["median"]) or pd.isna(b["median"]):
-                speed = None
-            else:
-                speed = stats.speedup_interval(b["median"], b["low"], b["high"],
-                                               m["median"], m["low"], m["high"])
+            mine_key = (row["backbone"], row["neck"], row["operator"], row["recipe"])
+            base_key = (*baseline, row["recipe"])
+            mine = latency.get(mine_key, (np.nan, np.nan, np.nan))
+            for suffix, value in zip(("", "_ci_low", "_ci_high"), mine):
+                columns[f"latency_{method}_ms{suffix}"].append(value)
+            base = latency.get(base_key, (np.nan, np.nan, np.nan))
+            speed, basis = None, ""
+            if not (np.isnan(mine[0]) or np.isnan(base[0])):
+                speed, basis = _bench_speedup(rounds.get(base_key), rounds.get(mine_key), base, mine)
             columns[f"speedup_{method}"].append(np.nan if speed is None else speed.ratio)
             columns[f"speedup_{method}_low"].append(np.nan if speed is None else speed.low)
             columns[f"speedup_{method}_high"].append(np.nan if speed is None else speed.high)
             columns[f"speedup_{method}_verdict"].append("" if speed is None else speed.words())
+            columns[f"speedup_{method}_basis"].append(basis)
         for name, values in columns.items():
             out[name] = values
+        sizes = {key: _method_img(group, method) for key, group in groups.items()}
+        out[f"latency_{method}_img"] = pd.array(
+            [sizes.get(key) for key in out[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None)],
+            dtype="Int64",
+        )
     return out
+
+
+def _method_img(group: pd.DataFrame, method: str) -> int | None:
+    """The image size the method measured the variant at (its tag's `img`), None if unknown."""
+    column = f"bench/{method}/tag"
+    for tag in (group[column].dropna() if column in group else []):
+        try:
+            return int(json.loads(tag)["img"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _bench_latency(group: pd.DataFrame, method: str) -> tuple[float, float, float]:
+    """(median of the seeds' medians, lowest CI low, highest CI high) of one variant."""
+    median, low, high = (group[f"bench/{method}/{part}"].astype(float) for part in BENCH_PARTS)
+    if median.notna().sum() == 0:
+        return np.nan, np.nan, np.nan
+    return float(median.median()), float(low.min()), float(high.max())
+
+
+def _paired_rounds(group: pd.DataFrame, method: str) -> tuple[str, np.ndarray] | None:
+    """(the method's tag, per-round median over the seeds' round medians) when every
+    measured run of the variant has round medians of the same bench run, else None."""
+    lists = group[f"bench/{method}/round_medians"] if f"bench/{method}/round_medians" in group else None
+    measured = group[f"bench/{method}/median_ms"].notna()
+    if lists is None or not measured.any():
+        return None
+    lists, tags = lists[measured], group.loc[measured, f"bench/{method}/tag"]
+    if lists.isna().any() or tags.isna().any() or tags.nunique() != 1:
+        return None
+    if len({len(values) for values in lists}) != 1:
+        return None
+    return str(tags.iloc[0]), np.median(np.array(list(lists), dtype=float), axis=0)
+
+
+def _bench_speedup(
+    base_rounds: tuple[str, np.ndarray] | None, mine_rounds: tuple[str, np.ndarray] | None,
+    base: tuple[float, float, float], mine: tuple[float, float, float],
+) -> tuple[stats.SpeedUp, str]:
+    """Paired per-round ratio when both sides come from one bench run, else the intervals."""
+    if (base_rounds is not None and mine_rounds is not None and base_rounds[0] == mine_rounds[0]
+            and len(base_rounds[1]) == len(mine_rounds[1])):
+        return stats.paired_speedup(base_rounds[1], mine_rounds[1]), PAIRED
+    return stats.speedup_interval(*base, *mine), INTERVALS
 
 
 def _seed_keys(group: pd.DataFrame) -> list[int]:
@@ -308,7 +371,9 @@ def add_pareto_flags(variants: pd.DataFrame, runs: pd.DataFrame | None = None) -
     stats.pareto_status), per context: (dataset, scale, img_size), plus latency_device for
     latency. The mAP interval is the 95 % t interval of the mean over the included runs'
     seeds (`runs`; without them, or with one seed, no interval: never "dominated");
-    GFLOPs is exact; latency uses the t interval over seeds."""
+    GFLOPs is exact; latency uses the t interval over seeds. Per bench method (add_speedups
+    first): pareto_<method> and pareto_<method>_status on `latency_<method>_ms`, its
+    interval the bench CI, per (dataset, scale, img_size) (the method fixes the device)."""
     out = variants.copy()
     intervals = _mean_intervals(runs, ("map50_95", "latency_ms"))
     for column in ("map50_95", "latency_ms"):
@@ -334,7 +399,29 @@ def add_pareto_flags(variants: pd.DataFrame, runs: pd.DataFrame | None = None) -
                 score, group["map50_95_ci_low"].to_numpy(dtype=float),
                 group["map50_95_ci_high"].to_numpy(dtype=float), value, low, high,
             )
+    for method in bench_latency_methods(out):
+        flag, cost = f"pareto_{method}", f"latency_{method}_ms"
+        out[flag] = False
+        out[f"{flag}_status"] = ""
+        for _, group in out.groupby(["dataset", "scale", "img_size"], dropna=False):
+            score = group["map50_95_mean"].to_numpy(dtype=float)
+            value = group[cost].to_numpy(dtype=float)
+            out.loc[group.index, flag] = pareto_optimal(score, value)
+            out.loc[group.index, f"{flag}_status"] = stats.pareto_status(
+                score, group["map50_95_ci_low"].to_numpy(dtype=float),
+                group["map50_95_ci_high"].to_numpy(dtype=float), value,
+                group[f"{cost}_ci_low"].to_numpy(dtype=float),
+                group[f"{cost}_ci_high"].to_numpy(dtype=float),
+            )
     return out
+
+
+def bench_latency_methods(variants: pd.DataFrame) -> list[str]:
+    """The bench methods with per-variant latency columns (`latency_<method>_ms`, from
+    add_speedups), in column order."""
+    return [c[len("latency_"):-len("_ms")] for c in variants.columns
+            if c.startswith("latency_") and c.endswith("_ms") and c != "latency_ms"
+            and f"speedup_{c[len('latency_'):-len('_ms')]}" in variants.columns]
 
 
 def _mean_intervals(runs: pd.DataFrame | None, metrics: tuple[str, ...]) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ FINAL_METRICS: tuple[str, ...] = (
     "params_m",
     "params",
     "gflops",
+    "gflops_640",
     "latency_ms",
     "latency_p90_ms",
     "fps",
@@ -102,7 +105,7 @@ def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
         raise ReportError(str(err)) from err
     except Exception as err:  # MLflow's errors (a server that does not answer), unimported here
         raise _unreadable(tracking_uri, err) from err
-    return runs_table(raw)
+    return with_round_medians(runs_table(raw), tracking_uri)
 
 
 def newest_experiment(tracking_uri: str) -> str:
@@ -164,6 +167,8 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
         for part in BENCH_PARTS:
             column = f"metrics.bench/{method}/{part}"
             runs[f"bench/{method}/{part}"] = raw[column].astype(float) if column in raw else np.nan
+        tag = f"tags.bench/{method}"
+        runs[f"bench/{method}/tag"] = raw[tag] if tag in raw else None
     return runs
 
 
@@ -248,3 +253,38 @@ def _first_present(raw: pd.DataFrame, sources: tuple[str, ...]) -> pd.Series:
 def _as_int(values: pd.Series) -> pd.Series:
     """Strings like "320" → Int64 (nullable); anything else → <NA>."""
     return pd.to_numeric(values, errors="coerce").round().astype("Int64")
+
+
+# --- The bench stage's per-round medians (artifacts bench/<method>.json) ------------------
+
+
+def with_round_medians(runs: pd.DataFrame, tracking_uri: str) -> pd.DataFrame:
+    """Adds `bench/<method>/round_medians` (a list of ms in round order, or None) per bench
+    method to the completed runs that logged the method's `bench/<method>.json`, so that the
+    report can pair two cells of one bench run round by round. An unreadable file is named
+    on stderr and skipped (its speed-ups then use the intervals)."""
+    out = runs.copy()
+    for method in bench_methods(runs.columns):
+        column = f"bench/{method}/round_medians"
+        out[column] = None
+        measured = (out["status"] == "completed") & out[f"bench/{method}/median_ms"].notna()
+        for index in out.index[measured]:
+            out.at[index, column] = _read_round_medians(tracking_uri, out.at[index, "run_id"], method)
+    return out
+
+
+def _read_round_medians(tracking_uri: str, run_id: str, method: str) -> list[float] | None:
+    path = f"bench/{method}.json"
+    if not tracking.run_has_artifact(tracking_uri, run_id, path):
+        return None
+    with tempfile.TemporaryDirectory(prefix="lightyolo-report-") as tmp:
+        local = tracking.download_run_artifact(tracking_uri, run_id, path, tmp)
+        try:
+            values = json.loads(local.read_text(encoding="utf-8"))["round_medians_ms"]
+            medians = [float(v) for v in values]
+        except (ValueError, KeyError, TypeError) as err:
+            print(f"lightyolo.report: skipped {path} of run {run_id}: expected "
+                  f'{{"round_medians_ms": [numbers]}} ({type(err).__name__}: {err})',
+                  file=sys.stderr)
+            return None
+    return medians if len(medians) >= 2 else None

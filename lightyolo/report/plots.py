@@ -1,5 +1,8 @@
 """Tradeoff plots: mAP50-95 against GFLOPs and against latency, one PNG each per dataset.
 
+Latency is the bench stage's where it ran: one `map_vs_latency_<method>.png` per method, x
+error bars its 95 % CI; without bench figures, the in-run quick figure (`map_vs_latency.png`,
+labelled so, ±1 std over seeds).
 Every completed variant is a labelled point with ±1 std error bars over seeds, coloured by
 its Pareto status (optimal, undecided within the uncertainty, dominated beyond it); the
 front (`aggregate.pareto_optimal`) is drawn as the staircase that bounds what is attainable.
@@ -17,7 +20,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lightyolo.report.aggregate import POINTS
+from lightyolo.report.aggregate import POINTS, bench_latency_methods
 
 # cost column → (file stem, axis label, pareto flag column)
 COSTS: dict[str, tuple[str, str, str]] = {
@@ -34,8 +37,8 @@ def tradeoff_plots(variants: pd.DataFrame, out_dir: Path) -> list[Path]:
     for dataset in datasets:
         rows = variants[(variants["dataset"] == dataset) & (variants["status"] == "completed")]
         suffix = "" if len(datasets) == 1 else "_" + re.sub(r"[^A-Za-z0-9._-]", "_", dataset)
-        for cost, (stem, label, flag) in COSTS.items():
-            plotted = rows[rows["map50_95_mean"].notna() & rows[f"{cost}_mean"].notna()]
+        for cost, (stem, label, flag) in _costs(variants).items():
+            plotted = rows[rows["map50_95_mean"].notna() & rows[_value(cost)].notna()]
             if plotted.empty:
                 continue
             path = out_dir / f"{stem}{suffix}.png"
@@ -43,6 +46,34 @@ def tradeoff_plots(variants: pd.DataFrame, out_dir: Path) -> list[Path]:
             _save(_tradeoff_figure(plotted, cost, label, flag, title), path)
             paths.append(path)
     return paths
+
+
+def _costs(variants: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
+    """GFLOPs, then each bench method's latency, or the quick figure when the bench has not run."""
+    methods = bench_latency_methods(variants)
+    if not methods:
+        stem, label, flag = COSTS["latency_ms"]
+        return {"gflops": COSTS["gflops"], "latency_ms": (stem, f"{label}, quick figure", flag)}
+    costs = {"gflops": COSTS["gflops"]}
+    for method in methods:
+        costs[f"latency_{method}_ms"] = (f"map_vs_latency_{method}", f"bench latency (ms), {method}",
+                                          f"pareto_{method}")
+    return costs
+
+
+def _value(cost: str) -> str:
+    """The column holding a cost's point value: `<metric>_mean`, or a bench latency itself."""
+    return f"{cost}_mean" if cost in COSTS else cost
+
+
+def _cost_errors(rows: pd.DataFrame, cost: str) -> tuple[np.ndarray, str]:
+    """x error bars and what they are: ±1 std over seeds, or the bench's 95 % CI."""
+    if cost in COSTS:
+        return np.nan_to_num(rows[f"{cost}_std"].to_numpy(dtype=float)), "x: ±1 std over seeds"
+    x = rows[cost].to_numpy(dtype=float)
+    below = np.nan_to_num(x - rows[f"{cost}_ci_low"].to_numpy(dtype=float))
+    above = np.nan_to_num(rows[f"{cost}_ci_high"].to_numpy(dtype=float) - x)
+    return np.vstack([below, above]), "x: 95 % CI of the bench median"
 
 
 def point_labels(rows: pd.DataFrame) -> list[str]:
@@ -58,9 +89,9 @@ def point_labels(rows: pd.DataFrame) -> list[str]:
 
 
 def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title: str) -> Figure:
-    x = rows[f"{cost}_mean"].to_numpy(dtype=float)
+    x = rows[_value(cost)].to_numpy(dtype=float)
     y = rows["map50_95_mean"].to_numpy(dtype=float) * POINTS
-    xerr = np.nan_to_num(rows[f"{cost}_std"].to_numpy(dtype=float))
+    xerr, xerr_note = _cost_errors(rows, cost)
     yerr = np.nan_to_num(rows["map50_95_std"].to_numpy(dtype=float) * POINTS)
     optimal = rows[flag].to_numpy(dtype=bool)
     status = (rows[f"{flag}_status"].to_numpy(dtype=object) if f"{flag}_status" in rows
@@ -77,7 +108,7 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
         (optimal, "tab:red", "lightcoral", "Pareto-optimal"),
     ):
         if mask.any():
-            axes.errorbar(x[mask], y[mask], xerr=xerr[mask], yerr=yerr[mask], fmt="o",
+            axes.errorbar(x[mask], y[mask], xerr=xerr[..., mask], yerr=yerr[mask], fmt="o",
                           color=color, ecolor=ecolor, capsize=3, label=name)
     order = np.argsort(x[optimal])
     # A staircase: each optimal point holds its mAP until a costlier one improves on it.
@@ -87,7 +118,7 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
         axes.annotate(text, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
     axes.set_xlabel(label)
     axes.set_ylabel("mAP50-95 (points, ×100 of COCO's fraction)")
-    axes.set_title(title + "\nerror bars: ±1 std over seeds", fontsize=10)
+    axes.set_title(title + f"\nerror bars: y ±1 std over seeds; {xerr_note}", fontsize=10)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     axes.margins(x=0.15, y=0.15)

@@ -11,6 +11,9 @@ intervals, and Pareto domination that must exceed the uncertainty.
   solve for the standardised effect, times the sd).
 - Holm's step-down adjustment over the comparisons of one table;
 - "significant" only when the Holm-adjusted p < 0.05 (and so the CI excludes 0).
+
+For the bench stage's latencies: speed-ups paired by round (bootstrap of the per-round
+ratio) or from two intervals, and how well GFLOPs rank latency (Spearman's ρ).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower, TTestPower
+
+from lightyolo.bench.stage import bootstrap_median_ci
 
 ALPHA = 0.05
 POWER = 0.80
@@ -190,6 +195,69 @@ def speedup_interval(
     if any(math.isnan(x) for x in bounds) or variant_low_ms <= 0:
         return SpeedUp(ratio, math.nan, math.nan)
     return SpeedUp(ratio, baseline_low_ms / variant_high_ms, baseline_high_ms / variant_low_ms)
+
+
+def paired_speedup(baseline_rounds: Sequence[float], variant_rounds: Sequence[float]) -> SpeedUp:
+    """Speed-up from two cells measured in the same bench rounds: the per-round ratio
+    baseline / variant, its median and 95 % percentile-bootstrap CI over rounds (the bench
+    stage's own `bootstrap_median_ci`, seed 0). Pairing by round cancels what a round's
+    machine state does to both cells, so this interval is sharper than speedup_interval's."""
+    ratios = np.asarray(baseline_rounds, dtype=float) / np.asarray(variant_rounds, dtype=float)
+    low, high = bootstrap_median_ci(ratios, seed=0)
+    return SpeedUp(float(np.median(ratios)), low, high)
+
+
+PERMUTATIONS = 9999  # permutation test of ρ: exact when n! ≤ this (n ≤ 7), else seeded resamples
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's ρ between GFLOPs and latency over n variants, with its two-sided p."""
+
+    rho: float
+    p_value: float
+    n: int
+
+
+def flops_rank_correlation(gflops: Sequence[float], latency_ms: Sequence[float]) -> RankCorrelation:
+    """Spearman's ρ (scipy.stats.spearmanr) over the points where both are known, with a
+    two-sided permutation p (scipy.stats.permutation_test over pairings: exact for n ≤ 7,
+    else PERMUTATIONS seeded resamples), since spearmanr's t approximation says p = 0 for
+    ρ = 1 at any n. NaN ρ and p with fewer than 3 points or a constant side."""
+    x, y = np.asarray(gflops, dtype=float), np.asarray(latency_ms, dtype=float)
+    known = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[known], y[known]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return RankCorrelation(math.nan, math.nan, len(x))
+    rho = float(stats.spearmanr(x, y).statistic)
+    rank_x, rank_y = stats.rankdata(x), stats.rankdata(y)
+    centred_y = rank_y - rank_y.mean()
+
+    def rank_rho(ranks: np.ndarray, axis: int = -1) -> np.ndarray:
+        centred = ranks - ranks.mean(axis=axis, keepdims=True)
+        return (centred * centred_y).sum(axis=axis) / np.sqrt(
+            (centred**2).sum(axis=axis) * (centred_y**2).sum())
+
+    test = stats.permutation_test((rank_x,), rank_rho, permutation_type="pairings",
+                                  vectorized=True, n_resamples=PERMUTATIONS,
+                                  rng=np.random.default_rng(0))
+    return RankCorrelation(rho, float(test.pvalue), len(x))
+
+
+def fewer_flops_but_slower(
+    gflops: Sequence[float], latency_ms: Sequence[float],
+    latency_low: Sequence[float], latency_high: Sequence[float],
+) -> list[tuple[int, int, bool]]:
+    """Pairs (i, j) where i has fewer GFLOPs than j but a higher median latency, with
+    whether i is slower beyond the uncertainty (i's latency CI lies above j's). NaN
+    intervals never count as beyond."""
+    g, m, low, high = (np.asarray(a, dtype=float) for a in (gflops, latency_ms, latency_low, latency_high))
+    pairs = []
+    for i in range(len(g)):
+        for j in range(len(g)):
+            if g[i] < g[j] and m[i] > m[j]:
+                pairs.append((i, j, bool(low[i] > high[j])))
+    return pairs
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float]:

@@ -7,20 +7,40 @@ shown in points (×100 of the COCO fractions the runs log), mean ± sample std o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from lightyolo.report.aggregate import POINTS, Baseline, included_runs, one_factor_rows
+from lightyolo.report import stats
+from lightyolo.report.aggregate import (
+    PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
+)
 from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS, UNKNOWN
 from lightyolo.report.factors import effects_markdown, factor_effects, grid_gaps, swept_factors
 
 FLOPS_CONVENTION = (
     "2 × multiply-accumulates of the convolutions and linear layers with BatchNorm folded "
     "(thop), plus Involution's aggregation (K²·C·H·W multiply-adds), at the run's image size "
-    "(references.md)"
+    "(references.md); GFLOPs@640 is the same count at 640×640 (`gflops_640`), the size papers "
+    "quote, where the runs logged it"
 )
+QUICK_LATENCY = (
+    "a **quick figure**: measured inside the training process right after training, "
+    "BatchNorm unfused, eager PyTorch"
+)
+SEED_COMBINATION = (
+    "a variant with several seeds gets the median of its runs' medians and the envelope of "
+    "their 95 % CIs (lowest low, highest high)"
+)
+SPEEDUP_RULE = (
+    "speed-up = baseline / variant latency of the same method: paired by round when both "
+    "cells' round medians come from one bench run (median and 95 % bootstrap CI over rounds "
+    "of the per-round ratio; several seeds: the median over seeds per round), else from the "
+    "two CIs (baseline low / variant high … baseline high / variant low, ≥ 90 % coverage)"
+)
+MAX_PAIRS = 8  # "fewer FLOPs but slower" pairs named per method
 TEST_RULE = (
     "ΔmAP50-95 with its 95 % CI over seeds: a paired t test when the variant and the baseline "
     "ran the same seeds, Welch's t otherwise; p_holm is Holm-adjusted over the comparisons "
@@ -72,9 +92,12 @@ def conventions_block(
         f"**image size**: {_distinct(runs['img_size'])}; **scale**: {_distinct(runs['scale'])}.",
         "- **mAP**: COCO mAP (pycocotools) in points; mAP50-95 averages IoU 0.50:0.95.",
         f"- **FLOPs**: {FLOPS_CONVENTION}.",
-        f"- **Latency**: median over {_distinct(runs['bench_iters'])} timed iterations after "
+        f"- **Quick latency** (`latency_ms`, {QUICK_LATENCY}): median over "
+        f"{_distinct(runs['bench_iters'])} timed iterations after "
         f"{_distinct(runs['bench_warmup'])} warm-up, batch {_distinct(runs['latency_batch'])}, "
-        f"{_distinct(runs['latency_threads'])} threads, on {_distinct(runs['latency_device'])}.",
+        f"{_distinct(runs['latency_threads'])} threads, on {_distinct(runs['latency_device'])}"
+        f"{_quick_note(variants)}.",
+        *bench_method_lines(runs, variants),
         "- **Seeds**: mean ± sample std (ddof=1) over seeds, the newest completed run per seed; "
         "failed runs never enter a mean.",
         f"- **Baseline**: {baseline} of the same recipe (scale, image size, dataset and every "
@@ -86,7 +109,8 @@ def conventions_block(
         f"the seed: config minus execution keys, dataset content, weights, code); runs of "
         f"different recipes are never averaged.{_recipes_note(variants)}",
         f"- **Statistics**: {TEST_RULE}; with one seed on a side the spread is unknown.",
-        "- **Pareto**: within (dataset, scale, image size; for latency also the device); "
+        "- **Pareto**: within (dataset, scale, image size; for the quick latency also the "
+        "device; a bench method fixes device and threads, its cost interval is the bench CI); "
         "★ = no other variant has ≥ mAP50-95 and ≤ cost with one strict; a point beaten by "
         "the point estimates is *dominated* only when the other's 95 % mAP interval lies "
         "above its own and the cost is no higher beyond the uncertainty, else *undecided*.",
@@ -109,6 +133,50 @@ def conventions_block(
         ]
         lines.append(markdown_table(header, rows))
     return "\n".join(lines)
+
+
+def _quick_note(variants: pd.DataFrame) -> str:
+    if bench_latency_methods(variants):
+        return "; the bench stage's figures below are the ones to compare"
+    return ("; the bench stage has not run on these runs (`python -m lightyolo.bench "
+            "experiment=...` measures them isolated and interleaved)")
+
+
+def bench_method_lines(runs: pd.DataFrame, variants: pd.DataFrame) -> list[str]:
+    """One conventions line per bench method, stated in full from its `bench/<method>` tag."""
+    methods = bench_latency_methods(variants)
+    if not methods:
+        return []
+    lines = []
+    for method in methods:
+        column = f"bench/{method}/tag"
+        texts = sorted({str(t) for t in runs[column].dropna()}) if column in runs else []
+        described = [describe_method(text) for text in texts] or ["method tag not logged"]
+        settings = " **or** ".join(described)
+        if len(described) > 1:
+            settings = f"runs measured with different settings: {settings}"
+        lines.append(f"- **Latency `{method}`** (bench stage): {settings}.")
+    lines.append(f"- **Bench figures**: per cell the median of the round medians with a 95 % "
+                 f"bootstrap CI over rounds; {SEED_COMBINATION}; {SPEEDUP_RULE}.")
+    return lines
+
+
+def describe_method(tag: str) -> str:
+    """A `bench/<method>` tag (JSON) in words; an unreadable tag says so."""
+    try:
+        m = json.loads(tag)
+        return (
+            f"{m['runtime']} {m['runtime_version']} on {m['device']} ({m['device_name']}), "
+            f"{m['threads']} intra-op thread(s) ({m.get('interop_threads', '?')} inter-op), "
+            f"batch {m['batch']}, {m['img']}×{m['img']} px, {m.get('dtype', 'float32')}, "
+            f"memory format {m['memory_format']}, BatchNorm {m['batchnorm']}; "
+            f"{m['rounds']} rounds × ({m['warmup']} warm-up + {m['iters']} timed passes), "
+            f"{m['cells_interleaved']} cells interleaved in a shuffled order per round "
+            f"(seed {m['seed']}); clock: {m['clock']}; torch {m['torch_version']}, "
+            f"onnxruntime {m['onnxruntime_version']}"
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        return f"method tag not readable ({type(err).__name__}: {err})"
 
 
 def _code_note(runs: pd.DataFrame) -> str:
@@ -218,36 +286,152 @@ def _pareto(row: pd.Series, flag: str) -> str:
 
 
 def main_table(variants: pd.DataFrame) -> str:
+    """One row per variant. With bench figures, one column group per method (latency with
+    its 95 % CI, speed-up with its CI, Pareto on it) and the in-run latency as the quick
+    figure only; without, the quick figure with its FPS, speed-up and Pareto."""
     recipes = bool(variants["recipe_diff"].fillna("").astype(bool).any())
+    at_640 = "gflops_640_mean" in variants and bool(variants["gflops_640_mean"].notna().any())
+    methods = bench_latency_methods(variants)
     header = [
         "backbone", "neck", "operator", "scale", "img", "dataset", *(["recipe"] if recipes else []),
-        "seeds", "params (M)", "GFLOPs", "mAP50", "mAP50-95", "latency (ms)", "FPS", "device",
-        "ΔmAP50-95 (pts) [95 % CI]", "p_holm", "Δparams", "ΔGFLOPs", "speed-up",
-        "Pareto GFLOPs", "Pareto latency", "note",
+        "seeds", "params (M)", "GFLOPs", *(["GFLOPs@640"] if at_640 else []), "mAP50",
+        "mAP50-95", "quick latency (ms)",
+        *([] if methods else ["FPS", "device"]),
+        "ΔmAP50-95 (pts) [95 % CI]", "p_holm", "Δparams", "ΔGFLOPs",
+        *([] if methods else ["speed-up"]),
+        "Pareto GFLOPs", *([] if methods else ["Pareto latency"]),
     ]
+    for method in methods:
+        header += [f"{method} (ms) [95 % CI]", f"speed-up {method} [95 % CI]", f"Pareto {method}"]
+    header.append("note")
     rows = []
     for _, v in variants.iterrows():
-        rows.append([
+        quick = [] if methods else [mean_std(v["fps_mean"], v["fps_std"], 1), v["latency_device"] or DASH]
+        row = [
             *_coordinates(v),
             *([v["recipe_diff"] or DASH] if recipes else []),
             str(v["n_seeds"]),
             mean_std(v["params_m_mean"], v["params_m_std"], 3),
             mean_std(v["gflops_mean"], v["gflops_std"], 2),
+            *([mean_std(v["gflops_640_mean"], v["gflops_640_std"], 2)] if at_640 else []),
             mean_std(v["map50_mean"], v["map50_std"], 1, POINTS),
             mean_std(v["map50_95_mean"], v["map50_95_std"], 1, POINTS),
             mean_std(v["latency_ms_mean"], v["latency_ms_std"], 2),
-            mean_std(v["fps_mean"], v["fps_std"], 1),
-            v["latency_device"] or DASH,
+            *quick,
             _delta_ci(v),
             _p(v["p_holm"]),
             signed(v["delta_params_pct"], 1, " %"),
             signed(v["delta_gflops_pct"], 1, " %"),
-            DASH if pd.isna(v["speedup"]) else f"{v['speedup']:.2f}×",
+            *([] if methods else [DASH if pd.isna(v["speedup"]) else f"{v['speedup']:.2f}×"]),
             _pareto(v, "pareto_gflops"),
-            _pareto(v, "pareto_latency"),
-            _note(v),
-        ])
+            *([] if methods else [_pareto(v, "pareto_latency")]),
+        ]
+        for method in methods:
+            row += [bench_latency(v, method), bench_speedup(v, method), _pareto(v, f"pareto_{method}")]
+        row.append(_note(v))
+        rows.append(row)
     return markdown_table(header, rows)
+
+
+def bench_latency(row: pd.Series, method: str) -> str:
+    """"8.61 [8.52, 8.70]", or "—" when the bench did not measure the variant."""
+    median = row.get(f"latency_{method}_ms")
+    if median is None or pd.isna(median):
+        return DASH
+    low, high = row[f"latency_{method}_ms_ci_low"], row[f"latency_{method}_ms_ci_high"]
+    return f"{median:.2f}" if pd.isna(low) else f"{median:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def bench_speedup(row: pd.Series, method: str) -> str:
+    """"1.16× [1.12, 1.19]" (paired by round) or "1.16× [1.05, 1.27] (intervals)"."""
+    ratio = row.get(f"speedup_{method}")
+    if ratio is None or pd.isna(ratio):
+        return DASH
+    low, high = row[f"speedup_{method}_low"], row[f"speedup_{method}_high"]
+    if pd.isna(low):
+        return f"{ratio:.2f}× (interval unknown)"
+    basis = "" if row[f"speedup_{method}_basis"] == PAIRED else " (from the two CIs)"
+    return f"{ratio:.2f}× [{low:.2f}, {high:.2f}]{basis}"
+
+
+def flops_latency_section(variants: pd.DataFrame) -> str:
+    """Per bench method: how well GFLOPs rank its latencies over the completed variants
+    (Spearman's ρ with its p), and the pairs where fewer FLOPs run slower."""
+    methods = bench_latency_methods(variants)
+    if not methods:
+        return ("The bench stage has not measured these runs: no latency to compare GFLOPs "
+                "with (run `python -m lightyolo.bench experiment=...`).")
+    lines = []
+    for method in methods:
+        rows = variants[(variants["status"] == "completed") & variants[f"latency_{method}_ms"].notna()]
+        gflops = _gflops_at(rows, method)
+        rows, gflops = rows[gflops.notna()], gflops[gflops.notna()]
+        where = f"over {len(rows)} variant(s), GFLOPs at the method's image size"
+        corr = stats.flops_rank_correlation(gflops.to_numpy(), rows[f"latency_{method}_ms"].to_numpy())
+        if pd.isna(corr.rho):
+            fit = f"not estimable {where} (needs ≥ 3 variants with distinct GFLOPs and latencies)"
+        else:
+            fit = (f"Spearman ρ = {corr.rho:+.2f} (permutation p = {corr.p_value:.3f}) "
+                   f"{where}: {_rho_words(corr)}")
+        lines.append(f"- **`{method}`**: GFLOPs vs median latency, {fit}. {_slower_pairs(rows, gflops, method)}")
+    return ("How well the FLOP count predicts measured latency, per bench method (rank "
+            "correlation, scipy.stats.spearmanr; depthwise and grouped convs have few FLOPs "
+            "but low arithmetic intensity, so they can run slower than their FLOPs say).\n\n"
+            + "\n".join(lines))
+
+
+def _gflops_at(rows: pd.DataFrame, method: str) -> pd.Series:
+    """Each variant's GFLOPs at the image size the method measured (from its tag's `img`:
+    the run's own size → `gflops`, 640 → `gflops_640`), NaN where neither fits."""
+    sizes = rows[f"latency_{method}_img"] if f"latency_{method}_img" in rows else pd.Series(
+        pd.NA, index=rows.index)
+    own = rows["gflops_mean"].where(sizes.isna() | (sizes == rows["img_size"]))
+    if "gflops_640_mean" in rows:
+        own = own.where(own.notna(), rows["gflops_640_mean"].where(sizes == 640))
+    return own.astype(float)
+
+
+def _rho_words(corr: stats.RankCorrelation) -> str:
+    if corr.rho >= 0.8:
+        words = "strong agreement: more FLOPs mostly means slower here"
+    elif corr.rho >= 0.5:
+        words = "moderate agreement: GFLOPs rank latency only roughly here"
+    elif corr.rho > -0.5:
+        words = "weak: GFLOPs say little about latency here"
+    else:
+        words = "inverse: more FLOPs tend to run faster here"
+    if corr.p_value >= stats.ALPHA:
+        words += f" (not significant with {corr.n} variants)"
+    return words
+
+
+def _slower_pairs(rows: pd.DataFrame, gflops: pd.Series, method: str) -> str:
+    pairs = stats.fewer_flops_but_slower(
+        gflops.to_numpy(), rows[f"latency_{method}_ms"].to_numpy(dtype=float),
+        rows[f"latency_{method}_ms_ci_low"].to_numpy(dtype=float),
+        rows[f"latency_{method}_ms_ci_high"].to_numpy(dtype=float),
+    )
+    if not pairs:
+        return "No pair where fewer FLOPs run slower."
+    names = [_variant_name(r) for _, r in rows.iterrows()]
+    g = gflops.to_numpy()
+    latency = rows[f"latency_{method}_ms"].to_numpy(dtype=float)
+    beyond = [(i, j) for i, j, b in pairs if b]
+    within = len(pairs) - len(beyond)
+    text = []
+    if beyond:
+        named = [f"{names[i]} ({g[i]:.3g} GFLOPs, {latency[i]:.2f} ms) vs {names[j]} "
+                 f"({g[j]:.3g} GFLOPs, {latency[j]:.2f} ms)" for i, j in beyond[:MAX_PAIRS]]
+        more = f" and {len(beyond) - MAX_PAIRS} more" if len(beyond) > MAX_PAIRS else ""
+        text.append("Fewer FLOPs but slower beyond the 95 % CIs: " + "; ".join(named) + more + ".")
+    if within:
+        text.append(f"{within} more pair(s) with fewer FLOPs are slower by the medians only "
+                    "(CIs overlap).")
+    return " ".join(text)
+
+
+def _variant_name(row: pd.Series) -> str:
+    return f"{row['backbone']}/{row['neck']}/{row['operator']} {row['scale']}@{row['img_size']}"
 
 
 def comparison_verdict(row: pd.Series) -> str:
@@ -286,11 +470,11 @@ def one_factor_tables(variants: pd.DataFrame, baseline: Baseline) -> str:
 def _factor_table(rows: pd.DataFrame, factor: str) -> str:
     header = [
         factor, "seeds", "params (M)", "Δparams", "GFLOPs", "ΔGFLOPs", "mAP50", "mAP50-95",
-        "ΔmAP50-95 (pts) [95 % CI]", "p", "p_holm", "latency (ms)", "speed-up", "verdict",
+        "ΔmAP50-95 (pts) [95 % CI]", "p", "p_holm", "quick latency (ms)", "quick speed-up",
+        "verdict",
     ]
-    methods = [c[len("speedup_"):-len("_verdict")] for c in rows.columns
-               if c.startswith("speedup_") and c.endswith("_verdict")]
-    header += [f"speed-up {m} [interval]" for m in methods]
+    methods = bench_latency_methods(rows)
+    header += [h for m in methods for h in (f"{m} (ms) [95 % CI]", f"speed-up {m} [interval]")]
     body = []
     for _, v in rows.iterrows():
         body.append([
@@ -308,7 +492,8 @@ def _factor_table(rows: pd.DataFrame, factor: str) -> str:
             mean_std(v["latency_ms_mean"], v["latency_ms_std"], 2),
             DASH if pd.isna(v["speedup"]) else f"{v['speedup']:.2f}×",
             comparison_verdict(v),
-            *[v[f"speedup_{m}_verdict"] or DASH for m in methods],
+            *[cell for m in methods
+              for cell in (bench_latency(v, m), v[f"speedup_{m}_verdict"] or DASH)],
         ])
     return markdown_table(header, body)
 
@@ -362,6 +547,7 @@ def report_markdown(
         ),
         "## Main table\n\n" + main_table(variants),
         "## Tradeoffs\n\n" + (images or "No completed variant with both mAP and cost to plot."),
+        "## Do GFLOPs predict latency?\n\n" + flops_latency_section(variants),
         "## One-factor tables\n\n" + one_factor_tables(variants, baseline),
         "## Factor effects\n\n" + factor_effects_section(runs, variants, baseline),
     ]

@@ -28,8 +28,9 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from lightyolo.bench.experiment import BenchError, BenchSettings, bench_runs
 from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
 from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_names
 from lightyolo.pipeline import git_sha
@@ -171,11 +172,36 @@ class SweepCallback(Callback):
         print(table, flush=True)
         if self._parent is not None:
             self._parent.log_text(f"{headline}\n{table}\n", SUMMARY_ARTIFACT)
+            bench_after_sweep(config, self._parent.tracking_uri, results)
             self._parent.finish(
                 "failed" if failed else "completed",
                 error=f"{failed} of {expected} cells failed" if failed else None,
             )
             print(f"MLflow: {ui_link(self._parent.tracking_uri, self._experiment_id)}", flush=True)
+
+
+def bench_settings(stage: DictConfig) -> BenchSettings:
+    """`bench.stage` of the config → the bench stage's settings."""
+    values = OmegaConf.to_container(stage, resolve=True)
+    values["runtimes"] = tuple(values.get("runtimes", BenchSettings.runtimes))
+    return BenchSettings(**values)
+
+
+def bench_after_sweep(config: DictConfig, uri: str, results: list[CellResult]) -> None:
+    """Time this sweep's completed cells interleaved, in the launching process (never inside
+    parallel jobs, which would time each other), unless `bench.after_sweep=false`."""
+    if not config.bench.get("after_sweep", False):
+        return
+    run_ids = tuple(r.run_id for r in results if r.run_id and r.status in ("completed", "skipped"))
+    if not run_ids:
+        log.warning("bench stage skipped: no completed cell in this sweep")
+        return
+    try:
+        settings = bench_settings(config.bench.stage)
+        bench_runs(uri, config.experiment, settings, run_ids, log=log.info)
+    except (BenchError, TypeError) as err:  # a failed bench never loses the cells' results
+        log.warning("bench stage skipped: %s (rerun it: python -m lightyolo.bench experiment=%s)",
+                    err, config.experiment)
 
 
 def main() -> None:

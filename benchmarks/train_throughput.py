@@ -4,7 +4,7 @@ The setting of YOLOv5's own train.py it is compared with (issue 2): yolov5n, 320
 batch 16, coco128 with mosaic on.
 
     python benchmarks/train_throughput.py [--epochs 3] [--img 320] [--batch 16] [--workers 2]
-        [--rounds 2] [--baseline /work/main]
+        [--threads N] [--rounds 2] [--baseline /work/main]
 
 Each measurement runs in a fresh subprocess: epoch 1 is warm-up (allocator, first-touch),
 the figure is the mean images/s of the later epochs (wall clock), and beside it the CPU
@@ -13,6 +13,9 @@ seconds per image of the whole `train` call, the process and its loader workers 
 cores distort less. `--baseline PATH` (a checkout of other lightyolo code, e.g. today's main)
 measures that code too, with PYTHONPATH set to it, alternating with this checkout round by
 round, and prints the medians and the ratios. Nothing is evaluated or logged to MLflow.
+`--threads N` sets torch's intra-op threads in each measurement (default: torch's own, one per
+core): on cores shared with other busy processes, fewer threads than cores can be much
+faster, since every parallel region waits for its slowest, descheduled thread.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     from lightyolo.models.detector import build_detector
     from lightyolo.train.loop import train
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     conf = Path(lightyolo.__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(str(conf), version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -96,6 +101,7 @@ def main() -> None:
     parser.add_argument("--img", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--scale", default="n")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "coco128"))
     parser.add_argument("--rounds", type=int, default=2)
@@ -106,7 +112,8 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
     argv = [f"--epochs={args.epochs}", f"--img={args.img}", f"--batch={args.batch}",
-            f"--workers={args.workers}", f"--scale={args.scale}", f"--data={args.data}"]
+            f"--workers={args.workers}", f"--threads={args.threads}", f"--scale={args.scale}",
+            f"--data={args.data}"]
     codes = {"current": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in codes}

@@ -91,11 +91,13 @@ def test_mosaic_labels_cover_the_coloured_pixels_and_stay_inside(tmp_path, degre
             if degrees == 0:  # an axis-aligned box stays filled with red
                 inner = red[int(np.ceil(y1)) + 1:int(y2) - 1, int(np.ceil(x1)) + 1:int(x2) - 1]
                 assert inner.size == 0 or inner.mean() > 0.95
-        # red left unlabelled can only be what remains of a box cut by the border and dropped
-        # (box_candidates: under 10 % of its area left): it touches the border
+        # red left unlabelled can only be what remains of a box cut and dropped (box_candidates:
+        # under 10 % of its area left, or a side under 2 px): cut by the output's border it
+        # touches that border; cut by the mosaic canvas's border (which the warp can move
+        # inside the output) it is a sliver at most 2 px wide
         ys, xs = np.nonzero(red & ~covered)
         if len(xs):
-            assert min(xs.min(), ys.min()) == 0 or max(xs.max(), ys.max()) == 63
+            assert min(xs.min(), ys.min()) == 0 or max(xs.max(), ys.max()) == 63 or min(np.ptp(xs), np.ptp(ys)) < 2
             assert len(xs) < 0.1 * (60 * 40) * 1.5 ** 2  # 10 % of the largest box at scale 1.5
         n_boxes += len(boxes)
     assert n_boxes >= 12  # the checks above actually saw boxes

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lightyolo.data.transforms import (AugmentHyp, augment_hsv, box_candidates, letterbox, load_resized,
-                                       mixup, random_affine, xyxy_to_yolo, yolo_to_xyxy)
+import cv2
+
+from lightyolo.data.transforms import (AugmentHyp, augment_hsv, augment_hsv_into_new, box_candidates, flip_matrix,
+                                       letterbox, load_resized, mixup, mosaic4, perspective_matrix, random_affine,
+                                       warp_boxes, warp_image, xyxy_to_yolo, yolo_to_xyxy)
 
 NO_JITTER = AugmentHyp(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, fliplr=0, mosaic=0)
 
@@ -121,3 +124,60 @@ def test_affine_box_warp_matches_warping_the_four_corners():
     xs, ys = warped[:, 0::2], warped[:, 1::2]
     expected = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1).clip(0, 200)
     np.testing.assert_allclose(warp_boxes(boxes, matrix, (200, 200)), expected, atol=1e-4)
+
+
+def test_perspective_matrix_is_yolov5s_product_of_five_matrices_in_its_draw_order():
+    hyp = AugmentHyp(degrees=20, shear=8, perspective=0.001, translate=0.2, scale=0.6)
+    low = (-0.001, -0.001, -20, 0.4, -8, -8, 0.3, 0.3)
+    high = (0.001, 0.001, 20, 1.6, 8, 8, 0.7, 0.7)
+    for seed in range(5):
+        matrix, scale = perspective_matrix((300, 200), (128, 96), hyp, np.random.default_rng(seed))
+        px, py, angle, s, shx, shy, tx, ty = np.random.default_rng(seed).uniform(low, high)
+        centre, persp, rotate, shear, translate = (np.eye(3) for _ in range(5))
+        centre[:2, 2] = -100, -150
+        persp[2, :2] = px, py
+        a = np.radians(angle)
+        rotate[:2, :2] = s * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+        shear[0, 1], shear[1, 0] = np.tan(np.radians(shx)), np.tan(np.radians(shy))
+        translate[:2, 2] = tx * 96, ty * 128
+        assert scale == s
+        np.testing.assert_allclose(matrix, translate @ shear @ rotate @ persp @ centre, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("up_down,left_right", [(False, True), (True, False), (True, True)])
+def test_a_flip_folded_into_the_warp_equals_flipping_the_warped_image_and_boxes(up_down, left_right):
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    boxes = np.array([[10, 20, 50, 60], [70, 5, 110, 40]], np.float32)
+    matrix, _ = perspective_matrix((90, 120), (64, 80), replace(NO_JITTER, degrees=15, scale=0.3), rng)
+    plain = warp_image(img, matrix, (64, 80), perspective=False)
+    flip = flip_matrix((64, 80), up_down=up_down, left_right=left_right)
+    folded = warp_image(img, flip @ matrix, (64, 80), perspective=False)
+    expected = cv2.flip(plain, -1 if up_down and left_right else 0 if up_down else 1)
+    diff = np.abs(folded.astype(int) - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # OpenCV's fixed-point coordinates round apart
+    x1, y1, x2, y2 = warp_boxes(boxes, matrix, (64, 80)).T
+    if left_right:
+        x1, x2 = 80 - x2, 80 - x1
+    if up_down:
+        y1, y2 = 64 - y2, 64 - y1
+    np.testing.assert_allclose(warp_boxes(boxes, flip @ matrix, (64, 80)), np.stack([x1, y1, x2, y2], 1), atol=1e-4)
+
+
+def test_a_padded_four_channel_mosaic_and_its_hsv_match_the_three_channel_ones():
+    rng = np.random.default_rng(4)
+    tiles = [rng.integers(0, 256, (int(rng.integers(30, 65)), int(rng.integers(30, 65)), 3), dtype=np.uint8)
+             for _ in range(4)]
+    boxes = [np.array([[1, 2, 20, 25]], np.float32), np.zeros((0, 4), np.float32),
+             np.array([[0, 0, 10, 10], [5, 5, 28, 29]], np.float32), np.array([[3, 3, 9, 9]], np.float32)]
+    region = (10, 20, 110, 100)
+    rgb, rgb_boxes = mosaic4(tiles, boxes, 64, (60, 70), region=region)
+    padded, padded_boxes = mosaic4(tiles, boxes, 64, (60, 70), region=region, out=np.zeros((128, 128, 4), np.uint8))
+    assert padded.shape == (80, 100, 4) and np.array_equal(padded[..., :3], rgb)
+    assert rgb_boxes.shape == (4, 4) and np.array_equal(rgb_boxes, padded_boxes)
+    before = padded.copy()
+    jittered = augment_hsv_into_new(padded, AugmentHyp(), np.random.default_rng(9))
+    assert jittered.shape == rgb.shape and np.array_equal(padded, before)  # the input is left alone
+    assert np.array_equal(jittered, augment_hsv(rgb.copy(), AugmentHyp(), np.random.default_rng(9)))
+    untouched = augment_hsv_into_new(padded, replace(AugmentHyp(), hsv_h=0, hsv_s=0, hsv_v=0), np.random.default_rng(0))
+    assert np.array_equal(untouched, rgb)

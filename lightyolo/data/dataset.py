@@ -14,17 +14,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from lightyolo.data.image_cache import ImageCache, cache_mode
 from lightyolo.data.records import ImageRecord
-from lightyolo.data.transforms import (GREY, AugmentHyp, CorruptImageError, augment_hsv, box_candidates, letterbox,
-                                       load_resized, mixup, mosaic4, mosaic_centre, perspective_matrix,
-                                       random_affine, shifted_source, source_region, warp_boxes, warp_image,
-                                       xyxy_to_yolo, yolo_to_xyxy)
+from lightyolo.data.transforms import (GREY, AugmentHyp, CorruptImageError, augment_hsv_into_new, box_candidates,
+                                       flip_matrix, letterbox, load_resized, mixup, mosaic4, mosaic_centre,
+                                       perspective_matrix, random_affine, shifted_source, source_region, warp_boxes,
+                                       warp_image, xyxy_to_yolo, yolo_to_xyxy)
 
 log = logging.getLogger(__name__)
 
@@ -210,53 +209,52 @@ class DetectionDataset(Dataset):
     def _augmented(self, index: int, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
         """Augmented image, classes, pixel boxes; no ratio_pad (pixels come from several
-        images or were warped, so there is no simple mapping back)."""
+        images or were warped, so there is no simple mapping back).
+
+        The flips are drawn first and folded into the warp's matrix (flipping the warped image
+        samples the same source points, so one warp does both); the HSV jitter then writes
+        the sample's own new array, out of the reused buffers.
+        """
         hyp = self.hyp
         use_mosaic = not self.rect and rng.random() < hyp.mosaic
-        if use_mosaic:
-            img, classes, boxes = self._mosaic(index, rng, slot="mosaic")
-        else:
-            img, classes, boxes, _ = self._letterboxed(index, self._target_shape(index), scaleup=True)
-            out = self._buffer("warp", img.shape)
-            img, boxes, keep = random_affine(img, boxes, img.shape[:2], hyp, rng, out=out)
-            classes, boxes = classes[keep], boxes[keep]
-        if use_mosaic and rng.random() < hyp.mixup:
-            other = self._mosaic(int(rng.integers(len(self))), rng, slot="mixup")
-            img, boxes, classes = mixup(img, boxes, classes, other[0], other[2], other[1], rng)
-        img = augment_hsv(img, hyp, rng, inplace=True)  # img is a buffer of this dataset or mixup's new array
-        h, w = img.shape[:2]
         flip_ud, flip_lr = rng.random() < hyp.flipud, rng.random() < hyp.fliplr
-        if flip_ud:
-            boxes = np.stack([boxes[:, 0], h - boxes[:, 3], boxes[:, 2], h - boxes[:, 1]], axis=1)
-        if flip_lr:
-            boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
-        # the sample's own array, out of the reused buffers: cv2.flip copies while it flips
-        if flip_ud or flip_lr:
-            img = cv2.flip(img, -1 if flip_ud and flip_lr else 0 if flip_ud else 1)
+        out_hw = self._target_shape(index)  # the mosaic's too: mosaic is never used with rect
+        flip = flip_matrix(out_hw, up_down=flip_ud, left_right=flip_lr) if flip_ud or flip_lr else None
+        if use_mosaic:
+            img, classes, boxes = self._mosaic(index, rng, slot="mosaic", then=flip)
+            if rng.random() < hyp.mixup:
+                other = self._mosaic(int(rng.integers(len(self))), rng, slot="mixup", then=flip)
+                img, boxes, classes = mixup(img, boxes, classes, other[0], other[2], other[1], rng)
         else:
-            img = img.copy()
+            img, classes, boxes, _ = self._letterboxed(index, out_hw, scaleup=True)
+            out = self._buffer("warp", img.shape)
+            img, boxes, keep = random_affine(img, boxes, img.shape[:2], hyp, rng, out=out, then=flip)
+            classes, boxes = classes[keep], boxes[keep]
+        img = augment_hsv_into_new(img, hyp, rng, scratch=self._buffer("hsv", (*img.shape[:2], 3)))
         return img, classes, boxes.reshape(-1, 4), None
 
-    def _mosaic(self, index: int, rng: np.random.Generator, slot: str
+    def _mosaic(self, index: int, rng: np.random.Generator, slot: str, then: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mosaic of this image and three random others, warped to img_size square (into the
-        reused buffers of `slot`). Draws as YOLOv5's `load_mosaic`: centre, the three others,
-        then `random_perspective`; only the part of the canvas the warp reads is composed."""
+        reused 4-channel buffers of `slot`; `then` a matrix applied after the random warp).
+        Draws as YOLOv5's `load_mosaic`: centre, the three others, then `random_perspective`;
+        only the part of the canvas the warp reads is composed."""
         size = self.img_size
         centre = mosaic_centre(size, rng)
         indices = [index, *rng.integers(len(self), size=3).tolist()]
         rng.shuffle(indices)
         loaded = [self._load(i) for i in indices]
         matrix, scale = perspective_matrix((2 * size, 2 * size), (size, size), self.hyp, rng)
+        if then is not None:
+            matrix = then @ matrix
         x0, y0, x1, y1 = source_region(matrix, (size, size), (2 * size, 2 * size))
-        canvas, boxes = mosaic4([im for im, _, _ in loaded], [b for _, _, b in loaded], size, centre,
-                                region=(x0, y0, x1, y1), out=self._buffer(slot, (2 * size, 2 * size, 3)))
+        canvas, before = mosaic4([im for im, _, _ in loaded], [b for _, _, b in loaded], size, centre,
+                                 region=(x0, y0, x1, y1), out=self._buffer(slot, (2 * size, 2 * size, 4)))
         img = warp_image(canvas, shifted_source(matrix, x0, y0), (size, size),
-                         perspective=bool(self.hyp.perspective), out=self._buffer(f"{slot}-warp", (size, size, 3)))
+                         perspective=bool(self.hyp.perspective), out=self._buffer(f"{slot}-warp", (size, size, 4)))
         classes = np.concatenate([c for _, c, _ in loaded])
-        before = np.concatenate(boxes)
         if len(before) == 0:
-            return img, classes, before.reshape(0, 4)
+            return img, classes, before
         warped = warp_boxes(before, matrix, (size, size))
         keep = box_candidates(before, warped, area_gain=scale * scale)
         return img, classes[keep], warped[keep]

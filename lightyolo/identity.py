@@ -33,7 +33,7 @@ EXECUTION_KEYS: tuple[str, ...] = (
     # whether to redo or reuse completed cells (the reuse key itself included)
     "rerun", "reuse_across_code",
     # where the data and weights live, and parse caches: their content is fingerprinted
-    "dataset.root", "dataset.cache_dir", "train.cache_images", "model.weights",
+    "dataset.root", "dataset.yaml", "dataset.cache_dir", "train.cache_images", "model.weights",
     # hardware and parallelism: threads, device, data-loader workers
     "train.threads", "train.device", "train.workers",
     # latency measurement settings: they change the bench numbers' precision, not the model
@@ -129,8 +129,9 @@ def _records_payload(records: Iterable[ImageRecord]) -> list[list[Any]]:
 
 def dataset_fingerprint(spec: DatasetSpec) -> str:
     """Content fingerprint of a DatasetSpec: class names and ids, and per split each image's
-    file name and byte size with its parsed boxes and classes, plus the digest of the val
-    COCO ground truth when the dataset has one (crowd regions, areas). The root path is not in
+    file name and byte size with its parsed boxes and classes (the test split's too, when
+    there is one), plus the digests of the val and test COCO ground truths when the dataset
+    has them (crowd regions, areas). The root path is not in
     it: the same files under another root give the same fingerprint. A stat per image (about
     a second for COCO's 118k images), no pixel is read."""
     payload = {
@@ -140,6 +141,9 @@ def dataset_fingerprint(spec: DatasetSpec) -> str:
         "val": _records_payload(spec.val),
         "val_coco_gt": _digest(spec.val_coco_gt) if spec.val_coco_gt is not None else None,
     }
+    if spec.test is not None:  # keyed only when present: a dataset without one keeps its cells
+        payload["test"] = _records_payload(spec.test)
+        payload["test_coco_gt"] = _digest(spec.test_coco_gt) if spec.test_coco_gt is not None else None
     return _digest(payload)
 
 

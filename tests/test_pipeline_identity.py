@@ -38,6 +38,12 @@ def eval_only(tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
+def coco128_at(tmp_path: Path, root: Path):
+    """An eval-only `dataset=coco128 dataset.root=<root>` config."""
+    cache = f"dataset.cache_dir={tmp_path / 'check'}"
+    return compose_config(eval_only(tmp_path, "dataset=coco128", f"dataset.root={root}", cache))
+
+
 def runs(tmp_path: Path):
     return runs_frame(f"sqlite:///{tmp_path / 'mlflow.db'}", "lightyolo")
 
@@ -46,16 +52,15 @@ def test_another_dataset_root_with_other_images_is_not_skipped(tmp_path: Path) -
     stems = sorted(p.stem for p in (COCO128 / "images" / "train2017").glob("*.jpg"))
     a = coco128_subset(tmp_path / "A", stems[:20])
     b = coco128_subset(tmp_path / "B", stems[20:40])
-    cache = f"dataset.cache_dir={tmp_path / 'check'}"
-    first = pipeline.run(compose_config(eval_only(tmp_path, "dataset=coco128", f"dataset.root={a}", cache)))
-    second = pipeline.run(compose_config(eval_only(tmp_path, "dataset=coco128", f"dataset.root={b}", cache)))
+    first = pipeline.run(coco128_at(tmp_path, a))
+    second = pipeline.run(coco128_at(tmp_path, b))
     assert (first.status, second.status) == ("completed", "completed")
     logged = runs(tmp_path)
     assert len(logged) == 2 and logged["tags.dataset_fingerprint"].nunique() == 2
     assert logged["tags.config_hash"].nunique() == 2
     # The same 20 images under another root are the same cell.
     moved = coco128_subset(tmp_path / "A-moved", stems[:20])
-    again = pipeline.run(compose_config(eval_only(tmp_path, "dataset=coco128", f"dataset.root={moved}", cache)))
+    again = pipeline.run(coco128_at(tmp_path, moved))
     assert (again.status, again.run_id) == ("skipped", first.run_id)
 
 
@@ -108,5 +113,6 @@ def test_an_unreadable_dataset_is_one_error_and_a_failed_run(tmp_path: Path) -> 
 
 def test_a_relative_data_yaml_is_taken_from_the_launch_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    resolved = settings.resolve(compose_config(eval_only(tmp_path, "dataset=yolo", "dataset.yaml=sets/data.yaml")))
+    cfg = compose_config(eval_only(tmp_path, "dataset=yolo", "dataset.yaml=sets/data.yaml"))
+    resolved = settings.resolve(cfg)
     assert resolved.config["dataset"]["yaml"] == str(tmp_path / "sets" / "data.yaml")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightyolo
+from lightyolo.configs import GROUPS
 from lightyolo.data.records import DatasetSpec, ImageRecord
 
 # Config keys (dotted prefixes) left out of the identity, by why they cannot change a result.
@@ -66,11 +67,13 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def identity_items(config: Mapping[str, Any], *, with_seed: bool = True) -> dict[str, Any]:
     """The flat config keys that enter the identity (execution keys dropped; the seed too
     unless `with_seed`). Accepts a nested config or an already flat {dotted: value} mapping
-    (MLflow params), so the report can recompute a run's variant from its params."""
+    (MLflow params), so the report can recompute a run's variant from its params. The group
+    choice params a run logs beside its config (`backbone=c3`, `tracking.cell_params`) are
+    no config items: the group's own keys (`backbone._target_`, ...) carry the choice."""
     flat = flat_config(config)
     return {
         key: value for key, value in sorted(flat.items())
-        if not is_execution_key(key) and (with_seed or key != SEED_KEY)
+        if not is_execution_key(key) and key not in GROUPS and (with_seed or key != SEED_KEY)
     }
 
 

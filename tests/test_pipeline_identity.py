@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lightyolo import identity, pipeline, settings
-from lightyolo.tracking import runs_frame
+from lightyolo.tracking import cell_params, flatten, runs_frame
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config
 
@@ -116,3 +116,9 @@ def test_a_relative_data_yaml_is_taken_from_the_launch_directory(tmp_path: Path,
     cfg = compose_config(eval_only(tmp_path, "dataset=yolo", "dataset.yaml=sets/data.yaml"))
     resolved = settings.resolve(cfg)
     assert resolved.config["dataset"]["yaml"] == str(tmp_path / "sets" / "data.yaml")
+
+
+def test_the_group_choice_params_are_no_identity_items(tiny_config) -> None:
+    config = settings.resolve(tiny_config()).config
+    params = cell_params(config, {"backbone": "c3", "neck": "pan", "operator": "conv", "dataset": "shapes"})
+    assert identity.identity_items(params) == identity.identity_items(flatten(config))

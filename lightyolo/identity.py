@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightyolo
+from lightyolo.configs import GROUPS
 from lightyolo.data.records import DatasetSpec, ImageRecord
 
 # Config keys (dotted prefixes) left out of the identity, by why they cannot change a result.
@@ -33,7 +34,7 @@ EXECUTION_KEYS: tuple[str, ...] = (
     # whether to redo or reuse completed cells (the reuse key itself included)
     "rerun", "reuse_across_code",
     # where the data and weights live, and parse caches: their content is fingerprinted
-    "dataset.root", "dataset.cache_dir", "train.cache_images", "model.weights",
+    "dataset.root", "dataset.yaml", "dataset.cache_dir", "train.cache_images", "model.weights",
     # hardware and parallelism: threads, device, data-loader workers
     "train.threads", "train.device", "train.workers",
     # latency measurement settings: they change the bench numbers' precision, not the model
@@ -66,11 +67,13 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def identity_items(config: Mapping[str, Any], *, with_seed: bool = True) -> dict[str, Any]:
     """The flat config keys that enter the identity (execution keys dropped; the seed too
     unless `with_seed`). Accepts a nested config or an already flat {dotted: value} mapping
-    (MLflow params), so the report can recompute a run's variant from its params."""
+    (MLflow params), so the report can recompute a run's variant from its params. The group
+    choice params a run logs beside its config (`backbone=c3`, `tracking.cell_params`) are
+    no config items: the group's own keys (`backbone._target_`, ...) carry the choice."""
     flat = flat_config(config)
     return {
         key: value for key, value in sorted(flat.items())
-        if not is_execution_key(key) and (with_seed or key != SEED_KEY)
+        if not is_execution_key(key) and key not in GROUPS and (with_seed or key != SEED_KEY)
     }
 
 
@@ -129,8 +132,9 @@ def _records_payload(records: Iterable[ImageRecord]) -> list[list[Any]]:
 
 def dataset_fingerprint(spec: DatasetSpec) -> str:
     """Content fingerprint of a DatasetSpec: class names and ids, and per split each image's
-    file name and byte size with its parsed boxes and classes, plus the digest of the val
-    COCO ground truth when the dataset has one (crowd regions, areas). The root path is not in
+    file name and byte size with its parsed boxes and classes (the test split's too, when
+    there is one), plus the digests of the val and test COCO ground truths when the dataset
+    has them (crowd regions, areas). The root path is not in
     it: the same files under another root give the same fingerprint. A stat per image (about
     a second for COCO's 118k images), no pixel is read."""
     payload = {
@@ -140,6 +144,9 @@ def dataset_fingerprint(spec: DatasetSpec) -> str:
         "val": _records_payload(spec.val),
         "val_coco_gt": _digest(spec.val_coco_gt) if spec.val_coco_gt is not None else None,
     }
+    if spec.test is not None:  # keyed only when present: a dataset without one keeps its cells
+        payload["test"] = _records_payload(spec.test)
+        payload["test_coco_gt"] = _digest(spec.test_coco_gt) if spec.test_coco_gt is not None else None
     return _digest(payload)
 
 

@@ -2,7 +2,8 @@
 
 `run(cfg)` is the whole of a run; `python -m lightyolo.run` is only its Hydra face, and the
 tests call it through Hydra's compose API, so both exercise the same code. The config is
-resolved once (`settings.resolve`); the stages `build → fit → evaluate → measure → log`
+resolved once (`settings.resolve`) and the dataset read once, before the skip check (the
+cell's identity covers its content); the stages `build → fit → evaluate → measure → log`
 take and return typed values.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,10 +35,14 @@ from lightyolo.data.dataset import AugmentHyp, DetectionDataset
 from lightyolo.data.loader import build_dataloader
 from lightyolo.data.records import DatasetSpec
 from lightyolo.eval.evaluate import EvalResult, evaluate, ground_truth_for
+from lightyolo.identity import REUSE_KEY, CellIdentity, cell_identity
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
-from lightyolo.tracking import PastRun, RunTracker, flatten, parent_run_id_from_env, runs_with_hash
+from lightyolo.tracking import (
+    HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG, PastRun, RunTracker, cell_params, owner_is_alive,
+    parent_run_id_from_env, runs_with_hash, source_tags,
+)
 from lightyolo.train.checkpoint import BEST, LAST, load_checkpoint
 from lightyolo.train.loop import EpochReport, TrainResult, train
 
@@ -46,19 +54,20 @@ Evaluator = Callable[[torch.nn.Module], tuple[dict[str, float], EvalResult]]
 @dataclass
 class RunResult:
     run_id: str
-    status: str
+    status: str  # completed / skipped / running elsewhere
     metrics: dict[str, float] = field(default_factory=dict)
     output_dir: Path | None = None
 
 
 @dataclass
 class Built:
-    """The build stage's output: the data spec and the model on its device."""
+    """The build stage's output: the data spec, the model on its device, and its evaluators."""
 
     spec: DatasetSpec
     model: Detector
     device: torch.device
     evaluate: Evaluator  # evaluates any model (the EMA during training) on the val split
+    evaluate_test: Evaluator | None  # the same on the test split; None when there is none
 
 
 @dataclass
@@ -72,6 +81,15 @@ class Fitted:
         if self.train is None:
             return {"train_seconds": 0.0, "train_images_per_s": 0.0}
         return {"train_seconds": self.train.seconds, "train_images_per_s": self.train.images_per_s}
+
+
+@dataclass
+class Final:
+    """The reported evaluation, the split it was measured on, and the best epoch on val."""
+
+    result: EvalResult
+    split: str  # "test" (best-on-val weights) or "val" (the final epoch's EMA)
+    best: dict[str, float]  # best/map50_95, best/map50, best/epoch; empty when nothing trained
 
 
 @dataclass
@@ -93,22 +111,29 @@ class Measured:
 def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") -> RunResult:
     """Train, evaluate, measure and log one cell; a failure ends its MLflow run as FAILED.
 
-    A cell whose config hash already has a completed run in the experiment is skipped
-    (unless `rerun=true`); a cell whose run was cut off (still RUNNING, with a `last.pt`)
-    continues that same MLflow run from its checkpoint.
+    The dataset is read first: the cell's identity (`identity.cell_identity`) includes its
+    content, the weights file's digest and the code's. A cell with a completed run in the
+    experiment is skipped (unless `rerun=true`); a cell whose run is still RUNNING is left
+    alone while its owner process lives, and continued from its `last.pt` once it is gone.
     """
     settings = resolve(cfg)
     ident = settings.run
-    past = [] if ident.rerun else runs_with_hash(ident.tracking_uri, ident.experiment, ident.config_hash)
+    spec = read_dataset_or_fail(settings, output_dir, sweep_id)
+    cell = cell_identity(settings.config, spec, settings.weights)
+    tag, value = cell.lookup
+    past = [] if ident.rerun else runs_with_hash(ident.tracking_uri, ident.experiment, value, tag=tag)
     completed = next((r for r in past if r.status == "completed"), None)
     if completed is not None:
-        log.info("skipping %s: already completed as MLflow run %s", ident.name, completed.run_id)
-        return RunResult(completed.run_id, "skipped")
-    tracker, out, resume = open_run(settings, past, output_dir, sweep_id)
+        return skip_completed(settings, cell, completed)
+    owner = live_owner(settings, past)
+    if owner is not None:
+        return owner
+    tracker, out, resume = open_run(settings, cell, past, output_dir, sweep_id)
     try:
         prepare_process(settings)
         record_config(settings, tracker, out)
-        built = build(settings, tracker)
+        log_dataset(settings, spec, cell, tracker)
+        built = build(settings, spec, tracker)
         fitted = fit(settings, built, tracker, out / "weights", resume)
         final = evaluate_final(built, fitted)
         measured = measure(settings, built)
@@ -120,21 +145,85 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
     return RunResult(tracker.run_id, "completed", metrics, out)
 
 
+def read_dataset(settings: Settings) -> DatasetSpec:
+    """The `dataset` node instantiated; a reader's error is raised as itself (one line naming
+    the file or split), not inside Hydra's InstantiationException with its config dump."""
+    try:
+        return instantiate(settings.config["dataset"])
+    except InstantiationException as exc:
+        if exc.__cause__ is None:
+            raise
+        raise exc.__cause__ from None
+
+
+def read_dataset_or_fail(settings: Settings, output_dir: Path | None, sweep_id: str) -> DatasetSpec:
+    """`read_dataset`, recording a failure as a FAILED MLflow run (no identity: the data is
+    what could not be read) before raising it."""
+    try:
+        return read_dataset(settings)
+    except Exception as exc:
+        ident = settings.run
+        out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
+        tracker = RunTracker.start(
+            ident.tracking_uri, ident.experiment, run_name=ident.name,
+            tags={**_common_tags(sweep_id), **ident.choices, "seed": str(ident.seed),
+                  "status": "running", "output_dir": str(out)},
+            params=cell_params(settings.config, ident.choices),
+            parent_run_id=parent_run_id_from_env(),
+        )
+        tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def skip_completed(settings: Settings, cell: CellIdentity, completed: PastRun) -> RunResult:
+    """The cell is done: say so. A run kept from other code (reuse_across_code) is tagged so,
+    and the report counts it as kept across code versions."""
+    log.info("skipping %s: already completed as MLflow run %s", settings.run.name, completed.run_id)
+    if cell.reuse_across_code and completed.tags.get("code_identity") != cell.code_identity:
+        log.info("run %s was made by code %s, kept for %s (reuse_across_code=true)",
+                 completed.run_id, completed.tags.get("code_identity", "unknown"), cell.code_identity)
+        RunTracker(settings.run.tracking_uri, completed.run_id).set_tags({REUSE_KEY: "true"})
+    return RunResult(completed.run_id, "skipped")
+
+
+def live_owner(settings: Settings, past: list[PastRun]) -> RunResult | None:
+    """A RUNNING run of this cell whose owner is still alive (its pid on this host, or a
+    heartbeat within `mlflow.heartbeat_timeout_s`): left alone, and said so."""
+    now, host = time.time(), socket.gethostname()
+    for candidate in (r for r in past if r.mlflow_status == "RUNNING"):
+        if owner_is_alive(candidate.tags, now=now, host=host, timeout_s=settings.run.heartbeat_timeout_s):
+            tags = candidate.tags
+            age = now - float(tags[HEARTBEAT_TAG])
+            log.info("leaving run %s alone: still running on %s pid %s (heartbeat %.0fs ago)",
+                     candidate.run_id, tags.get(OWNER_HOST_TAG), tags.get(OWNER_PID_TAG), age)
+            return RunResult(candidate.run_id, "running elsewhere")
+    return None
+
+
+def _common_tags(sweep_id: str) -> dict[str, str]:
+    sha = git_sha()
+    return {
+        "sweep_id": sweep_id, "git_sha": sha, "lightyolo_version": lightyolo.__version__,
+        **source_tags(None if sha == "unknown" else sha, "lightyolo.run"),
+    }
+
+
 def open_run(
-    settings: Settings, past: list[PastRun], output_dir: Path | None, sweep_id: str
+    settings: Settings, cell: CellIdentity, past: list[PastRun], output_dir: Path | None, sweep_id: str
 ) -> tuple[RunTracker, Path, dict[str, Any] | None]:
-    """The MLflow run of this cell: a cut-off one reopened with its checkpoint, else a new one."""
+    """The MLflow run of this cell: a cut-off one reopened with its checkpoint, else a new one
+    (nested under the sweep's parent run when a sweep launched it). Its heartbeat starts."""
     ident = settings.run
-    tags = {"sweep_id": sweep_id, "git_sha": git_sha(), "lightyolo_version": lightyolo.__version__}
+    tags = {**_common_tags(sweep_id), **cell.tags()}
     resume, tracker, out = _resume_cut_off_run(past, ident.tracking_uri, tags)
     if tracker is None:
         out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
-        tags |= {**ident.choices, "seed": str(ident.seed), "config_hash": ident.config_hash,
-                 "status": "running", "output_dir": str(out)}
+        tags |= {**ident.choices, "seed": str(ident.seed), "status": "running", "output_dir": str(out)}
         tracker = RunTracker.start(
             ident.tracking_uri, ident.experiment, run_name=ident.name, tags=tags,
-            params=flatten(settings.config), parent_run_id=parent_run_id_from_env(),
+            params=cell_params(settings.config, ident.choices), parent_run_id=parent_run_id_from_env(),
         )
+    tracker.start_heartbeat()
     out.mkdir(parents=True, exist_ok=True)
     log.info("MLflow run %s (%s) of %s in %s", tracker.run_id, ident.tracking_uri, ident.name, out)
     return tracker, out, resume
@@ -143,7 +232,8 @@ def open_run(
 def _resume_cut_off_run(
     past: list[PastRun], tracking_uri: str, tags: dict[str, str]
 ) -> tuple[dict[str, Any] | None, RunTracker | None, Path | None]:
-    """Reopen the newest cut-off run of this cell that left a checkpoint.
+    """Reopen the newest cut-off run of this cell that left a checkpoint (`live_owner` has
+    ruled out the RUNNING runs whose owner lives).
 
     Cut-off runs without a checkpoint are closed as failed, so each cell ends with one
     completed run."""
@@ -205,13 +295,25 @@ def record_config(settings: Settings, tracker: RunTracker, out: Path) -> None:
     tracker.log_artifact(out / "config.yaml")
 
 
-def build(settings: Settings, tracker: RunTracker) -> Built:
-    """The dataset spec, the detector (with `model.weights` loaded) and its val evaluator."""
-    device = resolve_device(settings.execution.device)
-    spec: DatasetSpec = instantiate(settings.config["dataset"])
+def log_dataset(settings: Settings, spec: DatasetSpec, cell: CellIdentity, tracker: RunTracker) -> None:
+    """The dataset as the run's input (name, content fingerprint, source, split sizes), and
+    the readers' issue counts as the `data_issues` tag."""
+    dataset = settings.config["dataset"]
+    splits = {"train": len(spec.train), "val": len(spec.val)}
+    if spec.test is not None:
+        splits["test"] = len(spec.test)
+    tracker.log_dataset(
+        name=spec.name, digest=cell.dataset_fingerprint,
+        source=str(dataset.get("yaml") or dataset.get("root") or spec.name), splits=splits,
+    )
     if spec.issues:
         log.info("dataset %s: the readers counted %s", spec.name, dict(spec.issues))
         tracker.set_tags({"data_issues": json.dumps(dict(spec.issues))})
+
+
+def build(settings: Settings, spec: DatasetSpec, tracker: RunTracker) -> Built:
+    """The detector (with `model.weights` loaded) on its device, and its val / test evaluators."""
+    device = resolve_device(settings.execution.device)
     config = settings.config
     model = build_detector(
         config["backbone"], config["neck"], config["operator"], scale=settings.scale, nc=spec.nc
@@ -220,22 +322,25 @@ def build(settings: Settings, tracker: RunTracker) -> Built:
         report = load_weights(model, settings.weights)
         log.info("weights %s: %s", settings.weights, report)
         tracker.set_tags({"weights_transferred": str(report)})
-    return Built(spec, model, device, _evaluator(settings, spec, model, device))
+    test = _evaluator(settings, spec, "test", model, device) if spec.test is not None else None
+    return Built(spec, model, device, _evaluator(settings, spec, "val", model, device), test)
 
 
-def _evaluator(settings: Settings, spec: DatasetSpec, model: Detector, device: torch.device) -> Evaluator:
-    """A function evaluating any model (the EMA during training) on the val split."""
+def _evaluator(
+    settings: Settings, spec: DatasetSpec, split: str, model: Detector, device: torch.device
+) -> Evaluator:
+    """A function evaluating any model (the EMA during training) on `split` (val or test)."""
     options, execution = settings.eval, settings.execution
     dataset = DetectionDataset(
-        spec.val, settings.train.img_size, augment=False, rect=options.rect,
-        batch_size=options.batch_size, stride=int(model.stride.max()),
+        spec.val if split == "val" else spec.test, settings.train.img_size, augment=False,
+        rect=options.rect, batch_size=options.batch_size, stride=int(model.stride.max()),
         cache_images=execution.cache_images,
     )
     loader = build_dataloader(
         dataset, batch_size=options.batch_size, workers=execution.workers, shuffle=False,
         seed=settings.run.seed, pin_memory=device.type == "cuda",
     )
-    coco_gt = ground_truth_for(spec)
+    coco_gt = ground_truth_for(spec, split)
 
     def evaluate_model(candidate: torch.nn.Module) -> tuple[dict[str, float], EvalResult]:
         result = evaluate(
@@ -268,6 +373,7 @@ def fit(
     )
 
     def log_epoch(report: EpochReport) -> None:
+        tracker.heartbeat()
         metrics = {f"train/{k}": v for k, v in report.losses.items()}
         metrics["lr"] = report.lr
         if report.val is not None:
@@ -283,15 +389,40 @@ def fit(
     return Fitted(weights_dir, result)
 
 
-def evaluate_final(built: Built, fitted: Fitted) -> EvalResult:
-    """The reported evaluation: the best epoch's weights (loaded into the model), or the
-    model as built when nothing was trained."""
+def evaluate_final(built: Built, fitted: Fitted) -> Final:
+    """The reported evaluation, kept apart from model selection (which used val).
+
+    With a test split: the best epoch's weights (chosen on val) evaluated on test. Without
+    one: the final epoch's EMA weights on val — never the best-of-val figure, which is logged
+    as `best/*` beside it. Nothing trained: the model as built, on test if there is one.
+    The model is left holding the reported weights (the measure stage times it)."""
+    split = "test" if built.evaluate_test is not None else "val"
+    report_on = built.evaluate_test or built.evaluate
     if fitted.train is None:
-        return built.evaluate(built.model)[1]
-    built.model.load_state_dict(load_checkpoint(fitted.weights_dir / BEST)["model"])
-    if fitted.train.best_eval is None:  # the best epoch was before a resume: evaluate it again
-        return built.evaluate(built.model)[1]
-    return fitted.train.best_eval
+        return Final(report_on(built.model)[1], split, {})
+    best_state = load_checkpoint(fitted.weights_dir / BEST)
+    best = _best_epoch_metrics(built, fitted.train, best_state)
+    if built.evaluate_test is not None:
+        built.model.load_state_dict(best_state["model"])
+        return Final(built.evaluate_test(built.model)[1], split, best)
+    built.model.load_state_dict(fitted.train.ema.state_dict())
+    last = fitted.train.last_eval  # the last epoch is always evaluated
+    if last is None:  # resumed after the final epoch: evaluate its EMA again
+        last = built.evaluate(built.model)[1]
+    return Final(last, split, best)
+
+
+def _best_epoch_metrics(built: Built, train: TrainResult, best_state: dict[str, Any]) -> dict[str, float]:
+    """`best/map50_95`, `best/map50`, `best/epoch` (1-based) of the epoch kept in best.pt."""
+    if train.best_eval is not None:
+        metrics = train.best_eval.metrics
+    else:  # the best epoch was before a resume: evaluate it again
+        built.model.load_state_dict(best_state["model"])
+        metrics = built.evaluate(built.model)[0]
+    return {
+        "best/map50_95": float(metrics["map50_95"]), "best/map50": float(metrics["map50"]),
+        "best/epoch": float(best_state["epoch"] + 1),
+    }
 
 
 def measure(settings: Settings, built: Built) -> Measured:
@@ -303,29 +434,36 @@ def measure(settings: Settings, built: Built) -> Measured:
     return Measured(count_parameters(built.model), gflops(built.model, img_size), latency)
 
 
-def log_results(tracker: RunTracker, final: EvalResult, fitted: Fitted, measured: Measured) -> dict[str, float]:
-    """Final metrics, latency tags, COCO predictions/stats and the weights, onto the run."""
+def log_results(tracker: RunTracker, final: Final, fitted: Fitted, measured: Measured) -> dict[str, float]:
+    """Final metrics (and the split they were measured on), the best epoch's, latency tags,
+    COCO predictions/stats and the weights, onto the run."""
+    result = final.result
     metrics = {
-        **{k: float(v) for k, v in final.metrics.items()},
+        **{k: float(v) for k, v in result.metrics.items()},
+        **final.best,
         **measured.metrics(),
-        "eval_seconds": final.seconds,
+        "eval_seconds": result.seconds,
         **fitted.metrics(),
     }
     tracker.log_metrics(metrics)
     latency = measured.latency
     tracker.set_tags({
+        "eval_split": final.split,
         "latency_device": latency.device,
         "latency_threads": str(latency.threads),
         "latency_batch": str(latency.batch),
     })
-    tracker.log_json(final.predictions, "eval/predictions.json")
-    tracker.log_json(final.metrics, "eval/coco_stats.json")
+    tracker.log_json(result.predictions, "eval/predictions.json")
+    tracker.log_json(result.metrics, "eval/coco_stats.json")
     for name in (LAST, BEST):
         if (fitted.weights_dir / name).exists():
             tracker.log_artifact(fitted.weights_dir / name, "weights")
     log.info(
-        "mAP50 %.3f, mAP50-95 %.3f, %.2f M params, %.2f GFLOPs, %.1f ms (%s)",
-        metrics["map50"], metrics["map50_95"], metrics["params_m"], metrics["gflops"],
+        "%s: mAP50 %.3f, mAP50-95 %.3f, %.2f M params, %.2f GFLOPs, %.1f ms (%s)",
+        final.split, metrics["map50"], metrics["map50_95"], metrics["params_m"], metrics["gflops"],
         metrics["latency_ms"], latency.device,
     )
+    if final.best:
+        log.info("best epoch on val: %d (mAP50 %.3f, mAP50-95 %.3f)", final.best["best/epoch"],
+                 final.best["best/map50"], final.best["best/map50_95"])
     return metrics

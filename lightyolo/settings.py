@@ -1,15 +1,13 @@
 """A composed config resolved once into typed settings (design.md, "Where the new parts go").
 
 `resolve(cfg)` is the only place that decides the run's paths and execution details: the
-launch directory, absolute `dataset.root` / `model.weights`, the tracking URI's default,
+launch directory, absolute `dataset.root` / `dataset.yaml` / `model.weights`, the tracking URI's default,
 the torch threads of a parallel job and the chosen group options. The pipeline and the CLIs
 read the result, not raw config keys.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,26 +18,22 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightyolo.configs import GROUPS
-from lightyolo.tracking import default_tracking_uri, flatten
+from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, default_tracking_uri
 from lightyolo.train.settings import TrainSettings
-
-# Keys that say where or how a run executes, not what it computes (excluded from the hash).
-EXECUTION_KEYS = (
-    "hydra", "mlflow", "experiment", "rerun", "dataset.root", "dataset.cache_dir", "train.workers",
-)
 
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """Which cell this is and where it is recorded."""
+    """Which cell this is and where it is recorded (its identity, which needs the dataset's
+    content, is `identity.cell_identity`, computed once the dataset is read)."""
 
     experiment: str
     seed: int
     rerun: bool
     choices: dict[str, str]  # group → chosen option (hydra.runtime.choices)
-    config_hash: str
     tracking_uri: str
     launch_dir: Path
+    heartbeat_timeout_s: float  # a RUNNING run silent for longer is taken to be cut off
 
     @property
     def name(self) -> str:
@@ -150,22 +144,14 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    """Identity of a cell: the resolved config minus launcher/paths (EXECUTION_KEYS)."""
-    flat = flatten(config)
-    kept = {
-        k: v for k, v in flat.items()
-        if not any(k == key or k.startswith(key + ".") for key in EXECUTION_KEYS)
-    }
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """`plain_config` with absolute paths, the tracking URI and a joblib job's threads filled in."""
     hydra = _hydra_node(cfg)
     base = launch_dir(cfg)
     config = plain_config(cfg)
-    config["dataset"]["root"] = absolute_path(config["dataset"].get("root"), base)
+    for key in ("root", "yaml"):  # a data.yaml path, like a root, is the user's (launch dir)
+        if key in config["dataset"]:
+            config["dataset"][key] = absolute_path(config["dataset"][key], base)
     config["model"]["weights"] = absolute_path(config["model"]["weights"], base)
     config["mlflow"]["tracking_uri"] = tracking_uri(config["mlflow"]["tracking_uri"], base)
     if config["train"]["threads"] is None:
@@ -183,9 +169,9 @@ def resolve(cfg: DictConfig) -> Settings:
             seed=int(config["seed"]),
             rerun=bool(config.get("rerun")),
             choices=group_choices(cfg),
-            config_hash=config_hash(config),
             tracking_uri=config["mlflow"]["tracking_uri"],
             launch_dir=launch_dir(cfg),
+            heartbeat_timeout_s=float(config["mlflow"].get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S),
         ),
         execution=ExecutionSettings(
             device=str(train["device"]),

@@ -499,15 +499,18 @@ class PastRun:
     tags: Mapping[str, str] = field(default_factory=dict)  # all of them (owner.* among them)
 
 
-def runs_with_hash(tracking_uri: str, experiment: str, config_hash: str) -> list[PastRun]:
-    """Runs of `experiment` tagged with `config_hash`, newest first ([] if none)."""
+def runs_with_hash(
+    tracking_uri: str, experiment: str, value: str, *, tag: str = "config_hash"
+) -> list[PastRun]:
+    """Runs of `experiment` whose tag `tag` (`config_hash`, or `recipe_hash` when completed
+    cells are kept across code versions) equals `value`, newest first ([] if none)."""
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
     found = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"tags.config_hash = '{config_hash}'",
+        filter_string=f"tags.{tag} = '{value}'",
         order_by=["attributes.start_time DESC"],
     )
     return [

@@ -36,11 +36,13 @@ def compose_config(overrides: list[str], config_dir: Path = CONF_DIR, name: str 
 
 
 def tiny_overrides(tmp_path: Path) -> list[str]:
-    """A run that takes seconds: a few tiny synthetic images, one epoch, a short benchmark."""
+    """A run that takes seconds: a few tiny synthetic images (with a test split), one epoch,
+    a short benchmark."""
     return [
         f"dataset.root={tmp_path / 'shapes'}",
         "dataset.num_train=16",
         "dataset.num_val=8",
+        "dataset.num_test=8",
         "dataset.image_size=96",
         "train.img_size=64",
         "train.batch_size=8",

@@ -140,7 +140,7 @@ def test_execution_settings_do_not_change_the_cell(tmp_path) -> None:
         ["train.threads=7"], ["train.device=cpu"], ["train.workers=5"],
         ["train.cache_images=false"], ["bench.iters=200", "bench.warmup=3"],
         [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'other.db'}"], ["experiment=elsewhere"],
-        ["rerun=true"], ["+reuse_across_code=true"], [f"dataset.root={tmp_path / 'moved'}"],
+        ["rerun=true"], ["reuse_across_code=true"], [f"dataset.root={tmp_path / 'moved'}"],
     ):
         assert cell_hash(resolved(base + extra)) == reference, extra
 

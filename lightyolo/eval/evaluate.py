@@ -35,11 +35,17 @@ class EvalResult:
     images: int
 
 
-def ground_truth_for(spec: DatasetSpec) -> dict:
-    """The dataset's own COCO json when it has one, else GT converted from its val records."""
-    if spec.val_coco_gt is not None:
-        return spec.val_coco_gt
-    return coco_ground_truth(spec.val, spec.category_ids, spec.names)
+def ground_truth_for(spec: DatasetSpec, split: str = "val") -> dict:
+    """The COCO ground truth of `split` ("val" or "test"): the dataset's own json for it when
+    it has one, else converted from that split's records."""
+    if split not in ("val", "test"):
+        raise ValueError(f"ground_truth_for: split must be 'val' or 'test', got {split!r}")
+    own, records = (spec.val_coco_gt, spec.val) if split == "val" else (spec.test_coco_gt, spec.test)
+    if own is not None:
+        return own
+    if records is None:
+        raise ValueError(f"dataset {spec.name!r} has no {split} split")
+    return coco_ground_truth(records, spec.category_ids, spec.names)
 
 
 def coco_results(detections: torch.Tensor, image_id: int, category_ids: list[int]) -> list[dict]:

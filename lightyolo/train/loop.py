@@ -1,6 +1,7 @@
-"""The training loop: YOLOv5's recipe (SGD + warmup + cosine/linear decay, gradient
-accumulation to a nominal batch, EMA, AMP on CUDA, gradient clipping), with a checkpoint
-every epoch that is enough to resume exactly where it stopped.
+"""The training loop: YOLOv5's recipe (SGD + warmup + linear/cosine decay, gradient
+accumulation to a nominal batch that ramps up from 1 during warmup, EMA, AMP on CUDA,
+gradient clipping), with a checkpoint every epoch that is enough to resume exactly where it
+stopped.
 
 `train` is the flow: `setup_training` (loss, optimizer, schedule, EMA, scaler, resume state)
 → per epoch `train_one_epoch`, `validate_epoch` (evaluates the EMA and keeps the best epoch
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -54,6 +56,8 @@ class TrainResult:
     images: int
     best_fitness: float
     best_eval: Any = None  # what `evaluate` returned at the best epoch, if in this process
+    best_epoch: int | None = None  # 0-based, when the best epoch was in this process
+    last_eval: Any = None  # what `evaluate` returned at the last evaluated epoch of this process
     ema: nn.Module | None = None
     history: list[EpochReport] = field(default_factory=list)
 
@@ -200,7 +204,8 @@ def train_one_epoch(
                 warmup_momentum=settings.warmup_momentum, warmup_bias_lr=settings.warmup_bias_lr,
             )
         imgs = imgs.to(device, non_blocking=True, memory_format=torch.channels_last).float() / 255
-        items = _train_step(state, imgs, targets.to(device), step, settings, where=(epoch, i))
+        accumulate = accumulate_at(step, warmup_iters, settings.nominal_batch_size, settings.batch_size)
+        items = _train_step(state, imgs, targets.to(device), step, settings, accumulate, where=(epoch, i))
         sums += items
         images += imgs.shape[0]
         bar.set_postfix(
@@ -213,15 +218,27 @@ def train_one_epoch(
     return EpochReport(epoch, losses, lr, images, time.perf_counter() - t0)
 
 
+def accumulate_at(step: int, warmup_iters: int, nominal_batch_size: int, batch_size: int) -> int:
+    """Batches per optimizer step at iteration `step`, as YOLOv5's train.py ramps it: from 1
+    at the start of warmup to nominal/batch at its end (rounded half to even, like numpy's
+    `round`), then that value (`TrainSettings.accumulate`) for the rest of training."""
+    full = nominal_batch_size / batch_size
+    if step > warmup_iters:
+        return max(1, round(full))
+    return max(1, round(float(np.interp(step, [0, warmup_iters], [1, full]))))
+
+
 def _train_step(
     state: TrainState,
     imgs: torch.Tensor,
     targets: torch.Tensor,
     step: int,
     settings: TrainSettings,
+    accumulate: int,
     where: tuple[int, int],
 ) -> torch.Tensor:
-    """Forward and backward one batch; an optimizer (and EMA) step once enough accumulated.
+    """Forward and backward one batch; an optimizer (and EMA) step once `accumulate` batches
+    have gathered since the last one.
 
     Returns the batch's box/obj/cls losses (detached, on the CPU)."""
     with torch.autocast(imgs.device.type, enabled=state.use_amp):
@@ -232,7 +249,7 @@ def _train_step(
             f"(box/obj/cls = {items.tolist()}); lower train.lr0 or check the labels"
         )
     state.scaler.scale(loss).backward()
-    if step - state.last_step >= settings.accumulate:
+    if step - state.last_step >= accumulate:
         state.scaler.unscale_(state.optimizer)
         nn.utils.clip_grad_norm_(state.model.parameters(), max_norm=settings.grad_clip)
         state.scaler.step(state.optimizer)
@@ -248,11 +265,13 @@ def validate_epoch(
 ) -> None:
     """Evaluate the EMA into `report.val`; the best epoch so far (by `fitness`) goes to `best_path`.
 
-    This is where the best epoch is decided."""
+    This is where the best epoch is decided (on val); what is reported is the pipeline's
+    choice (the test split with these weights, or the last epoch's evaluation)."""
     report.val, kept = evaluate(state.ema.ema)
+    result.last_eval = kept
     score = fitness(report.val)
     if score > result.best_fitness:
-        result.best_fitness, result.best_eval = score, kept
+        result.best_fitness, result.best_eval, result.best_epoch = score, kept, report.epoch
         save_checkpoint(
             {"model": state.ema.ema.state_dict(), "epoch": report.epoch, "fitness": score}, best_path
         )

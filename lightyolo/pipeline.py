@@ -98,11 +98,13 @@ class Measured:
 
     params: int
     gflops: float
+    gflops_640: float  # papers quote GFLOPs at 640 whatever size they train at
     latency: LatencyResult
 
     def metrics(self) -> dict[str, float]:
         return {
             "params": float(self.params), "params_m": self.params / 1e6, "gflops": self.gflops,
+            "gflops_640": self.gflops_640,
             "latency_ms": self.latency.median_ms, "latency_p90_ms": self.latency.p90_ms,
             "fps": self.latency.fps,
         }
@@ -426,12 +428,14 @@ def _best_epoch_metrics(built: Built, train: TrainResult, best_state: dict[str, 
 
 
 def measure(settings: Settings, built: Built) -> Measured:
-    """Parameters, GFLOPs at the training size and a quick in-process latency."""
+    """Parameters, GFLOPs at the training size and at 640, and a quick in-process latency."""
     img_size = settings.train.img_size
     latency = measure_latency(
         built.model, img_size, built.device, warmup=settings.bench.warmup, iters=settings.bench.iters
     )
-    return Measured(count_parameters(built.model), gflops(built.model, img_size), latency)
+    flops = gflops(built.model, img_size)
+    flops_640 = flops if img_size == 640 else gflops(built.model, 640)
+    return Measured(count_parameters(built.model), flops, flops_640, latency)
 
 
 def log_results(tracker: RunTracker, final: Final, fitted: Fitted, measured: Measured) -> dict[str, float]:

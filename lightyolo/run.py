@@ -66,7 +66,10 @@ def main(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
             return pipeline.run(cfg, output_dir=Path(hydra_cfg.runtime.output_dir)).metrics.get("map50_95")
-        except ContractError as error:  # a variant that breaks the contract: one line, not Hydra's traceback
+        # Bad input (a variant breaking the contract, a missing or malformed dataset file): one
+        # line naming it, not Hydra's traceback; the pipeline has recorded the FAILED run.
+        except (ContractError, ValueError, OSError) as error:
+            log.debug("run failed", exc_info=True)
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
     return run_cell(cfg, hydra_cfg)

@@ -64,7 +64,8 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """`bench`: the in-process latency figure."""
+    """`bench.warmup` / `bench.iters`: the in-process quick latency figure (the bench stage's
+    own keys, `bench.after_sweep` and `bench.stage`, are read by the sweep callback)."""
 
     warmup: int
     iters: int
@@ -181,7 +182,7 @@ def resolve(cfg: DictConfig) -> Settings:
         ),
         train=TrainSettings.from_config(train),
         eval=EvalSettings(**config["eval"]),
-        bench=BenchSettings(**config["bench"]),
+        bench=BenchSettings(warmup=config["bench"]["warmup"], iters=config["bench"]["iters"]),
         scale=str(config["model"]["scale"]),
         weights=Path(config["model"]["weights"]) if config["model"]["weights"] else None,
         augment=dict(train["augment"]),

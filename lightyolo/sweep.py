@@ -95,10 +95,11 @@ def _duration(seconds: float) -> str:
 def summary_table(results: list[CellResult], expected: int) -> str:
     """The end-of-sweep table: cell, status, mAP50-95, time (and the error of failures)."""
     width = max([len("cell"), *(len(r.cell) for r in results)])
-    lines = [f"{'cell':<{width}} {'status':<10} {'mAP50-95':>9} {'time':>8}"]
+    status = max([10, *(len(r.status) for r in results)])  # "running elsewhere" fits too
+    lines = [f"{'cell':<{width}} {'status':<{status}} {'mAP50-95':>9} {'time':>8}"]
     for r in results:
         score = f"{r.map50_95:.4f}" if r.map50_95 is not None else "-"
-        lines.append(f"{r.cell:<{width}} {r.status:<10} {score:>9} {_duration(r.seconds):>8}")
+        lines.append(f"{r.cell:<{width}} {r.status:<{status}} {score:>9} {_duration(r.seconds):>8}")
         if r.error:
             lines.append(f"    error: {r.error.splitlines()[0][:200]}")
     missing = expected - len(results)

@@ -30,6 +30,8 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunS
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
+# MLflow announces a new SQLite store's migrations on stderr; a bad-input error must stay one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 MAX_PARAM_CHARS = 6000
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call

@@ -266,7 +266,7 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
         out = out if out.is_absolute() else cwd / out
         export_onnx(model, out, img, dynamic_batch=options.dynamic_batch, opset=options.opset)
         if options.run_id is not None:
-            tracking.log_run_artifact_as(uri, options.run_id, out, ONNX_ARTIFACT)
+            tracking.log_exported_model(uri, options.run_id, out, ONNX_ARTIFACT)
     return out
 
 

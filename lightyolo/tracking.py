@@ -610,3 +610,10 @@ def log_run_artifact_as(tracking_uri: str, run_id: str, local_path: str | Path, 
         staged.write_bytes(Path(local_path).read_bytes())
         parent = target.parent.as_posix()
         RunTracker(tracking_uri, run_id).log_artifact(staged, None if parent == "." else parent)
+
+
+def log_exported_model(tracking_uri: str, run_id: str, onnx_path: str | Path, artifact_path: str) -> None:
+    """An export of the run's weights: the file under `artifact_path` (e.g. "export/model.onnx")
+    and an MLflow logged model of the run (the UI's Models column)."""
+    log_run_artifact_as(tracking_uri, run_id, onnx_path, artifact_path)
+    log_onnx_model(tracking_uri, run_id, onnx_path)

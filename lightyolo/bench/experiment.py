@@ -202,7 +202,7 @@ def bench_runs(
             if run.run_id in onnx_files and exportable and not tracking.run_has_artifact(
                 tracking_uri, run.run_id, ONNX_ARTIFACT
             ):
-                tracking.log_run_artifact_as(tracking_uri, run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
+                tracking.log_exported_model(tracking_uri, run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
         timings = interleaved_timings(
             passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
             seed=settings.seed, clock=clock, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),

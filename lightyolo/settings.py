@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightyolo.configs import GROUPS
+from lightyolo.devices import device_for_job
 from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, default_tracking_uri
 from lightyolo.train.settings import TrainSettings
 
@@ -126,14 +128,15 @@ def absolute_path(path: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def threads_per_job(launcher: Mapping[str, Any]) -> int | None:
-    """Parallel joblib jobs share the cores: each gets an equal share of threads."""
+def joblib_job_share(launcher: Mapping[str, Any], job_num: int) -> tuple[str, int] | None:
+    """A parallel joblib job's (device, threads): its own GPU when there are GPUs, and an
+    equal share of the cores (`lightyolo.devices.device_for_job`); None for other launchers."""
     if "joblib" not in str(launcher.get("_target_", "")):
         return None
     cores = os.cpu_count() or 1
     jobs = int(launcher.get("n_jobs") or 1)
-    jobs = cores if jobs < 0 else jobs
-    return max(1, cores // max(jobs, 1))
+    jobs = cores if jobs < 0 else max(jobs, 1)
+    return device_for_job(job_num, torch.cuda.device_count(), cores, jobs)
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """`plain_config` with absolute paths, the tracking URI and a joblib job's threads filled in."""
+    """`plain_config` with absolute paths, the tracking URI and a joblib job's device and threads filled in."""
     hydra = _hydra_node(cfg)
     base = launch_dir(cfg)
     config = plain_config(cfg)
@@ -155,8 +158,13 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
             config["dataset"][key] = absolute_path(config["dataset"][key], base)
     config["model"]["weights"] = absolute_path(config["model"]["weights"], base)
     config["mlflow"]["tracking_uri"] = tracking_uri(config["mlflow"]["tracking_uri"], base)
-    if config["train"]["threads"] is None:
-        config["train"]["threads"] = threads_per_job(hydra.launcher)
+    share = joblib_job_share(hydra.launcher, int(hydra.job.get("num") or 0))
+    if share is not None:
+        device, threads = share
+        if config["train"]["threads"] is None:
+            config["train"]["threads"] = threads
+        if config["train"]["device"] == "auto":
+            config["train"]["device"] = device
     return config
 
 

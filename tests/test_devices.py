@@ -28,3 +28,21 @@ def test_without_gpus_jobs_run_on_the_cpu_splitting_the_cores():
 def test_impossible_arguments_are_one_line_errors(args):
     with pytest.raises(ValueError, match="device_for_job"):
         device_for_job(*args)
+
+
+def test_a_joblib_cell_with_device_auto_gets_its_share_through_the_settings(monkeypatch):
+    from conftest import compose_config
+
+    from lightyolo import settings
+
+    monkeypatch.setattr(settings.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(settings.torch.cuda, "device_count", lambda: 0)
+    config = settings.resolved_config(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
+    assert (config["train"]["device"], config["train"]["threads"]) == ("cpu", 4)
+    monkeypatch.setattr(settings.torch.cuda, "device_count", lambda: 2)
+    config = settings.resolved_config(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
+    assert config["train"]["device"] == "cuda:0"  # job 0 of the sweep on the first GPU
+    pinned = settings.resolved_config(
+        compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.device=cpu", "train.threads=1"])
+    )
+    assert (pinned["train"]["device"], pinned["train"]["threads"]) == ("cpu", 1)

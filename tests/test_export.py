@@ -16,7 +16,7 @@ from torch import nn
 from lightyolo import pipeline, tracking
 from lightyolo.export import ONNX_ARTIFACT, export_onnx, fuse_batchnorm
 from lightyolo.models.layers import Conv
-from lightyolo.models.zoo import build_cell, discover_cells
+from lightyolo.bench.zoo import build_cell, discover_cells
 
 from conftest import REPO
 

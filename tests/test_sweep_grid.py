@@ -21,13 +21,13 @@ from conftest import REPO, compose_config
 SWEEPS = REPO / "sweeps"
 
 
-@pytest.fixture(scope="module")
-
 def cell_runs(store: Path) -> pd.DataFrame:
     """The runs of the smoke experiment's cells (not the sweeps' parent runs, kind=sweep)."""
     runs = runs_frame(f"sqlite:///{store}", "smoke")
     return runs[runs["tags.kind"].isna()] if "tags.kind" in runs else runs
 
+
+@pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shapes")
 

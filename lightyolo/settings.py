@@ -19,6 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightyolo.configs import GROUPS
+from lightyolo.data.image_cache import cache_mode
+from lightyolo.data.loader import resolve_workers
 from lightyolo.devices import device_for_job
 from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, default_tracking_uri
 from lightyolo.train.settings import TrainSettings
@@ -45,12 +47,12 @@ class RunIdentity:
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    """Where and how the work runs (none of it changes the cell's identity but threads)."""
+    """Where and how the work runs (none of it changes the cell's identity)."""
 
     device: str  # auto | cpu | cuda | cuda:N (checked when the model is built)
     threads: int | None  # torch intra-op threads; None = torch's default
     workers: int
-    cache_images: bool
+    cache_images: str | None  # ram | disk | None
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,9 @@ def resolve(cfg: DictConfig) -> Settings:
         execution=ExecutionSettings(
             device=str(train["device"]),
             threads=int(train["threads"]) if train["threads"] else None,
-            workers=int(train["workers"]),
-            cache_images=bool(train["cache_images"]),
+            # auto: the cores this job may use (its joblib share, else the machine's), at most 8
+            workers=resolve_workers(train["workers"], cores=train["threads"]),
+            cache_images=cache_mode(train["cache_images"]),
         ),
         train=TrainSettings.from_config(train),
         eval=EvalSettings(**config["eval"]),

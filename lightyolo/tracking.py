@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 MAX_PARAM_CHARS = 6000
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call
 STATUS_TAG = "status"
+DATASET_ATTEMPTS = 3  # log_dataset: tries when parallel cells race to create the dataset row
 KIND_TAG = "kind"  # what a run is when it is not a cell: "sweep" (a parent run), "report"
 SWEEP_KIND = "sweep"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # how the UI nests a run under another, across processes
@@ -317,8 +319,18 @@ class RunTracker:
             profile=json.dumps({split: int(n) for split, n in splits.items()}),
         )
         entry = DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
-        with store_lock(self.tracking_uri):
-            _client(self.tracking_uri).log_inputs(self.run_id, datasets=[entry])
+        for attempt in range(DATASET_ATTEMPTS):
+            try:
+                with store_lock(self.tracking_uri):
+                    _client(self.tracking_uri).log_inputs(self.run_id, datasets=[entry])
+                return
+            except MlflowException as err:
+                # A server inserts an experiment's dataset row once: two cells logging the
+                # same new dataset at the same moment race on it, and the loser is refused
+                # ("already exists"); asked again, the server links the existing row.
+                if "already exists" not in str(err) or attempt + 1 == DATASET_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)

@@ -113,7 +113,7 @@ def test_every_cell_completes_once_and_the_cut_off_cell_resumes_its_run(history:
     for name in CELLS:
         mine = cells[cells["run_name"] == name]
         if name in history.cut_off or name in history.done:
-            assert len(mine) == 1, mine[["run_name", "tags.status"]]  # the same run, continued
+            assert len(mine) == 1, mine[["run_name", "tags.status", "tags.error"]].to_string()  # the same run, continued
         else:  # killed before its first checkpoint: closed as failed, and run again
             assert len(mine) == 2 and sorted(mine["tags.status"]) == ["completed", "failed"]
     for name in history.cut_off:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import runpy
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # command → what it does (the module is lightyolo.<command>).
 COMMANDS: dict[str, str] = {
@@ -21,6 +21,29 @@ COMMANDS: dict[str, str] = {
     "bench": "latency benchmark of trained cells",
     "export": "export a trained cell to ONNX",
 }
+
+
+def key_value_command(
+    name: str,
+    usage_text: str,
+    argv: Sequence[str] | None,
+    action: Callable[[list[str]], None],
+    errors: type[Exception],
+    exit_code: Callable[[Exception], int] = lambda err: 2,
+) -> int:
+    """The `main` of a `key=value` command (export, bench, report): `--help` prints its usage;
+    `action(argv)` does the work and prints its result; one of `errors` becomes one line on
+    stderr, `<name>: <message>`, and the exit code `exit_code(err)`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(usage_text, end="")
+        return 0
+    try:
+        action(args)
+    except errors as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return exit_code(err)
+    return 0
 
 
 def usage() -> str:

@@ -41,7 +41,9 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lightyolo import tracking
+from lightyolo.cli import key_value_command
 from lightyolo.models.detector import Detector, build_detector
+from lightyolo.settings import tracking_uri
 
 ONNX_ARTIFACT = "export/model.onnx"
 CONFIG_ARTIFACT = "config.yaml"
@@ -251,7 +253,7 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
     cwd = Path.cwd() if cwd is None else cwd
     with tempfile.TemporaryDirectory(prefix="lightyolo-export-") as tmp:
         if options.run_id is not None:
-            uri = options.tracking_uri or tracking.default_tracking_uri(cwd)
+            uri = tracking_uri(options.tracking_uri, cwd)
             if not tracking.run_exists(uri, options.run_id):
                 raise ExportError(f"no MLflow run {options.run_id!r} at {uri}")
             config, model = load_run(uri, options.run_id, Path(tmp))
@@ -271,17 +273,9 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE, end="")
-        return 0
-    try:
-        out = export(parse_options(argv))
-    except ExportError as err:
-        print(f"lightyolo.export: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+    return key_value_command(
+        "lightyolo.export", USAGE, argv, lambda args: print(f"wrote {export(parse_options(args))}"), ExportError
+    )
 
 
 if __name__ == "__main__":

@@ -560,6 +560,14 @@ class CompletedRun:
     metrics: dict[str, float]
 
 
+def require_store(tracking_uri: str) -> None:
+    """ValueError when `tracking_uri` names a SQLite file that does not exist (reading it
+    would only create an empty store)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise ValueError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+
+
 def run_exists(tracking_uri: str, run_id: str) -> bool:
     """Whether `run_id` is a run of the store (False for an unknown id, never an exception)."""
     db = sqlite_path(tracking_uri)

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from lightyolo import tracking
+from lightyolo.cli import key_value_command
 from lightyolo.bench.experiment import BenchError, BenchSettings, CellResult, bench_runs
 from lightyolo.export import ExportError, as_int, parse_key_values
+from lightyolo.settings import tracking_uri
 
 USAGE = """usage: python -m lightyolo.bench experiment=NAME [key=value ...]
 
@@ -71,20 +72,18 @@ def format_results(results: list[CellResult]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE, end="")
-        return 0
-    try:
-        experiment, uri, run_ids, settings = parse_options(argv)
-        uri = uri or tracking.default_tracking_uri(Path.cwd())
-        results = bench_runs(uri, experiment, settings, run_ids, log=lambda m: print(m, file=sys.stderr))
-    except BenchError as err:
-        print(f"lightyolo.bench: {err}", file=sys.stderr)
-        return 2
+def bench(argv: list[str]) -> None:
+    """Parse, measure, print the table (progress goes to stderr)."""
+    experiment, uri, run_ids, settings = parse_options(argv)
+    results = bench_runs(
+        tracking_uri(uri, Path.cwd()), experiment, settings, run_ids,
+        log=lambda message: print(message, file=sys.stderr),
+    )
     print(format_results(results))
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return key_value_command("lightyolo.bench", USAGE, argv, bench, BenchError)
 
 
 if __name__ == "__main__":

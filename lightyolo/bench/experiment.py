@@ -155,10 +155,8 @@ def bench_runs(
     log=print,
 ) -> list[CellResult]:
     """Bench the completed cells of `experiment` (or only `run_ids`) and record the figures."""
-    db = tracking.sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise BenchError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
     try:
+        tracking.require_store(tracking_uri)
         runs = tracking.completed_runs(tracking_uri, experiment)
     except ValueError as err:
         raise BenchError(str(err)) from None

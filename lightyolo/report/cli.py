@@ -11,7 +11,6 @@ too (`report/`), beside its summary table.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lightyolo import tracking
+from lightyolo.cli import key_value_command
 from lightyolo.report.aggregate import (
     Baseline,
     add_comparisons,
@@ -150,18 +150,16 @@ def _log_report_run(uri: str, experiment: str, baseline: Baseline, files: Report
     tracker.finish("completed")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The CLI: prints where the report went, or one line saying why there is none."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE, end="")
-        return 0
-    try:
-        files = write_report(parse_options(argv))
-    except ReportError as err:
-        print(f"lightyolo.report: {err}", file=sys.stderr)
-        return 2 if isinstance(err, UsageError) else 1
+def print_report(argv: list[str]) -> None:
+    files = write_report(parse_options(argv))
     print(f"report of experiment {files.experiment!r} written to {files.directory}:")
     for path in files.all():
         print(f"  {path}")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI: prints where the report went, or one line saying why there is none."""
+    return key_value_command(
+        "lightyolo.report", USAGE, argv, print_report, ReportError,
+        exit_code=lambda err: 2 if isinstance(err, UsageError) else 1,
+    )

@@ -96,10 +96,8 @@ class UsageError(ReportError):
 
 def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The runs of `experiment` as `runs_table` rows; raises ReportError when unreadable."""
-    db = tracking.sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise ReportError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
     try:
+        tracking.require_store(tracking_uri)
         raw = tracking.runs_frame(tracking_uri, experiment)
     except ValueError as err:
         raise ReportError(str(err)) from err

@@ -108,7 +108,8 @@ def test_parallel_launchers_log_every_cell_exactly_once(
     launcher: str, tmp_path: Path, shapes_root: Path
 ) -> None:
     store = tmp_path / "mlflow.db"
-    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else [
+    # joblib: loader workers too (a loky job's default start method cannot start them)
+    extra = ["hydra.launcher.n_jobs=2", "train.workers=1"] if launcher == "joblib" else [
         "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1",
         f"hydra.launcher.submitit_folder={tmp_path / 'submitit'}",
     ]

@@ -13,8 +13,10 @@ auto is the cores this process may use, capped at `MAX_AUTO_WORKERS`.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
+import sys
 from collections.abc import Iterator, Sized
 
 import cv2
@@ -58,6 +60,12 @@ def resolve_workers(value: int | str | None, cores: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"train.workers: {value!r}, expected an integer >= 0 or auto")
     return value
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The start method for loader workers, named explicitly: inside a joblib (loky) job the
+    process-wide default is loky's, whose processes cannot run a DataLoader worker."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def seed_worker(worker_id: int) -> None:
@@ -104,5 +112,6 @@ def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=workers > 0,
+        multiprocessing_context=worker_context() if workers > 0 else None,
         prefetch_factor=CUDA_PREFETCH_FACTOR if pin_memory and workers > 0 else None,
     )

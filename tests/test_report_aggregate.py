@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -310,3 +311,38 @@ def test_speedups_from_the_bench_stage_intervals() -> None:
     compared = add_comparisons(variants, runs, BASELINE)
     table = one_factor_tables(compared, BASELINE)
     assert "speed-up ort_cpu [interval]" in table and "faster: 1.95× [1.70, 2.26]" in table
+
+
+def in_sweep(row: dict, sweep: str) -> dict:
+    return {**row, "tags.sweep_id": sweep}
+
+
+def sweep_parent(sweep: str, grid: dict[str, str]) -> dict:
+    """A sweep's parent run as `tracking.start_sweep_run` logs it."""
+    return {"run_id": f"parent-{sweep}", "run_name": f"sweep-{sweep}", "mlflow_status": "FINISHED",
+            "start_time": 0, "end_time": 1, "tags.kind": "sweep", "params.sweep_dir": sweep,
+            "params.grid": json.dumps(grid)}
+
+
+def test_missing_cells_are_those_the_sweeps_asked_for() -> None:
+    # One-factor-at-a-time: backbones on pan/conv, then c3 with slim (three seeds asked,
+    # one cell never ran). The combinations nobody launched (ghost/slim) are not "missing".
+    done = metrics(0.3, 1.0, 1.0, 1e6)
+    rows = [
+        sweep_parent("multirun/a", {"backbone": "c3,ghost", "neck": "pan", "seed": "0"}),
+        sweep_parent("multirun/b", {"backbone": "c3", "neck": "slim,choice(pan)", "operator": "conv,involution"}),
+        in_sweep(raw_run("c3/pan/conv", 0, "completed", 1, **done), "multirun/a"),
+        in_sweep(raw_run("ghost/pan/conv", 0, "completed", 2, **done), "multirun/a"),
+        in_sweep(raw_run("c3/slim/conv", 0, "completed", 3, **done), "multirun/b"),
+    ]
+    table = runs_table(pd.DataFrame(rows))
+    assert len(table) == 3  # the parents are no cells
+    rows_of = aggregate_variants(table)
+    missing = rows_of[rows_of["status"] == "missing"]
+    # sweep b's neck is a Hydra function: its own cells say slim; operator is listed
+    assert ["/".join(r) for r in missing[["backbone", "neck", "operator"]].to_numpy()] == ["c3/slim/involution"]
+    assert len(rows_of) == 4
+    # without the parents, every observed combination is expected, as before
+    alone = aggregate_variants(runs_table(pd.DataFrame(rows[2:])))
+    assert sorted("/".join(r) for r in alone[alone["status"] == "missing"][["backbone", "neck", "operator"]]
+                  .to_numpy()) == ["ghost/slim/conv"]

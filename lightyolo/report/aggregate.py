@@ -100,8 +100,9 @@ def aggregate_variants(runs: pd.DataFrame) -> pd.DataFrame:
     "" when there is one), status (completed / failed / running / missing), n_seeds, seeds,
     n_failed, latency_device, error, then `<metric>_mean` and `<metric>_std` per final metric.
 
-    Missing variants are the combinations of the backbone × neck × operator values observed
-    under a recipe that have no run under it.
+    Missing variants are the cells of a recipe that have no run under it: those its runs'
+    sweeps were launched for (`requested_cells`), or, with no sweep known, every combination
+    of the backbone × neck × operator values observed under the recipe.
     """
     used = included_runs(runs)
     rows = []
@@ -175,15 +176,22 @@ def _missing_rows(runs: pd.DataFrame) -> list[dict]:
     )
     rows = []
     for recipe, group in runs.groupby("recipe", sort=False):
-        factor_values = [group[f].dropna().unique() for f in FACTOR_KEYS]
         context = tuple(None if pd.isna(v) else v for v in group[list(CONTEXT_KEYS)].iloc[0])
-        for factors in pd.MultiIndex.from_product(factor_values):
+        for factors in _expected_cells(group):
             if (*factors, *context, recipe) not in present:
                 row = dict(zip(ROW_KEYS, (*factors, *context, recipe)))
                 row.update(status="missing", n_seeds=0, seeds="", n_failed=0)
                 row.update(latency_device="", error="")
                 rows.append(row)
     return rows
+
+
+def _expected_cells(recipe_runs: pd.DataFrame) -> list[tuple]:
+    """The backbone/neck/operator cells one recipe's runs should cover (`aggregate_variants`)."""
+    requested = set().union(*recipe_runs.get("requested_cells", pd.Series([], dtype=object)))
+    if requested:
+        return sorted(requested)
+    return list(pd.MultiIndex.from_product([recipe_runs[f].dropna().unique() for f in FACTOR_KEYS]))
 
 
 def add_deltas(variants: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:

@@ -10,6 +10,7 @@ KILLED, else "running" (a run still going, or cut off, has no final status).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 import tempfile
@@ -130,14 +131,16 @@ def _unreadable(tracking_uri: str, err: Exception) -> ReportError:
 def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     """`tracking.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
     columns, one float column per final metric (NaN where not logged), `recipe_items` (dict)
-    and `recipe` (its digest: runs of one report row share it), `val_is_train`; report and
-    sweep runs dropped."""
+    and `recipe` (its digest: runs of one report row share it), `val_is_train`,
+    `requested_cells` (`sweep_cells` of the run's sweep; empty outside a known sweep); report
+    and sweep runs dropped."""
     if raw.empty:
         columns = ["run_id", "run_name", "start_time", "status", *RUN_FIELDS, *FINAL_METRICS,
-                   "recipe_items", "recipe", "val_is_train"]
+                   "recipe_items", "recipe", "val_is_train", "requested_cells"]
         return pd.DataFrame(columns=columns)
     raw = raw.reset_index(drop=True)
     kind = f"tags.{tracking.KIND_TAG}"
+    requested = sweep_cells(raw)
     if kind in raw:
         raw = raw[~raw[kind].fillna("").isin(NOT_CELLS)].reset_index(drop=True)
     runs = pd.DataFrame(
@@ -158,6 +161,7 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     runs["recipe_items"] = [_recipe_items(row) for _, row in raw.iterrows()]
     runs["recipe"] = [_digest(items) for items in runs["recipe_items"]]
     runs["val_is_train"] = [_val_is_train(row) for _, row in raw.iterrows()]
+    runs["requested_cells"] = [requested.get(sweep, frozenset()) for sweep in runs["sweep_id"]]
     for metric in FINAL_METRICS:
         column = f"metrics.{metric}"
         runs[metric] = raw[column].astype(float) if column in raw else np.nan
@@ -168,6 +172,33 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
         tag = f"tags.bench/{method}"
         runs[f"bench/{method}/tag"] = raw[tag] if tag in raw else None
     return runs
+
+
+def sweep_cells(raw: pd.DataFrame) -> dict[str, frozenset[tuple[str, ...]]]:
+    """Per sweep (its `sweep_dir`), the backbone/neck/operator cells it was launched for: the
+    product of its parent run's `grid` values, a factor the grid does not sweep (or sweeps
+    with a Hydra function such as `choice(...)`) taking the values of the sweep's own cells.
+    What the report calls missing: a cell asked for that has no run."""
+    kind, grid, where = f"tags.{tracking.KIND_TAG}", "params.grid", "params.sweep_dir"
+    if not {kind, grid, where} <= set(raw.columns):
+        return {}
+    parents = raw[(raw[kind] == tracking.SWEEP_KIND) & raw[grid].notna() & raw[where].notna()]
+    cells: dict[str, frozenset[tuple[str, ...]]] = {}
+    for _, parent in parents.iterrows():
+        try:
+            swept = json.loads(parent[grid])
+        except json.JSONDecodeError:  # cut at MAX_PARAM_CHARS: the cells alone say what ran
+            swept = {}
+        own = raw[raw["tags.sweep_id"] == parent[where]] if "tags.sweep_id" in raw else raw.iloc[:0]
+        values = []
+        for factor in FACTOR_KEYS:
+            listed = [v.strip() for v in str(swept.get(factor, "")).split(",") if v.strip()]
+            if not listed or any("(" in v or "=" in v for v in listed):
+                column = f"tags.{factor}"
+                listed = list(own[column].dropna().unique()) if column in own else []
+            values.append(listed)
+        cells[parent[where]] = frozenset(itertools.product(*values))
+    return cells
 
 
 def bench_methods(columns) -> list[str]:

@@ -346,3 +346,12 @@ def test_missing_cells_are_those_the_sweeps_asked_for() -> None:
     alone = aggregate_variants(runs_table(pd.DataFrame(rows[2:])))
     assert sorted("/".join(r) for r in alone[alone["status"] == "missing"][["backbone", "neck", "operator"]]
                   .to_numpy()) == ["ghost/slim/conv"]
+
+
+def test_the_main_table_spells_out_every_pareto_status(variants: pd.DataFrame) -> None:
+    statuses = variants.copy()
+    statuses["pareto_gflops_status"] = ["optimal", "dominated", "undecided", *[""] * (len(statuses) - 3)]
+    lines = main_table(statuses).splitlines()
+    column = lines[0].split(" | ").index("Pareto GFLOPs")
+    cells = [line.split(" | ")[column] for line in lines[2:5]]
+    assert cells == ["★", "dominated", "undecided"]

@@ -282,7 +282,8 @@ def _p(value: float) -> str:
 
 def _pareto(row: pd.Series, flag: str) -> str:
     status = row.get(f"{flag}_status", "")
-    return {"optimal": "★", "undecided": "undecided"}.get(status, "")
+    # Spelled out: a blank reads as "not computed", which is what a missing status means.
+    return {"optimal": "★", "undecided": "undecided", "dominated": "dominated"}.get(status, "")
 
 
 def main_table(variants: pd.DataFrame) -> str:

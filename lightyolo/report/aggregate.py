@@ -188,7 +188,7 @@ def _missing_rows(runs: pd.DataFrame) -> list[dict]:
 
 def _expected_cells(recipe_runs: pd.DataFrame) -> list[tuple]:
     """The backbone/neck/operator cells one recipe's runs should cover (`aggregate_variants`)."""
-    requested = set().union(*recipe_runs.get("requested_cells", pd.Series([], dtype=object)))
+    requested = set().union(*recipe_runs["requested_cells"])
     if requested:
         return sorted(requested)
     return list(pd.MultiIndex.from_product([recipe_runs[f].dropna().unique() for f in FACTOR_KEYS]))

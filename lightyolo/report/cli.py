@@ -130,7 +130,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
 
 def runs_with_use(runs: pd.DataFrame) -> pd.DataFrame:
     """runs plus `included`: whether the run entered its variant's means."""
-    out = runs.drop(columns=["recipe_items", "requested_cells"], errors="ignore")
+    out = runs.drop(columns=["recipe_items", "requested_cells"])
     out["included"] = out["run_id"].isin(included_runs(runs)["run_id"])
     return out
 

@@ -4,7 +4,7 @@ The setting of YOLOv5's own train.py it is compared with (issue 2): yolov5n, 320
 batch 16, coco128 with mosaic on.
 
     python benchmarks/train_throughput.py [--epochs 3] [--img 320] [--batch 16] [--workers 2]
-        [--threads N] [--rounds 2] [--baseline /work/main]
+        [--threads N] [--rounds 2] [--baseline /work/main] [--cpu-amp]
 
 Each measurement runs in a fresh subprocess: epoch 1 is warm-up (allocator, first-touch),
 the figure is the mean images/s of the later epochs (wall clock), and beside it the CPU
@@ -57,6 +57,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             f"train.img_size={args.img}", f"train.batch_size={args.batch}",
             f"train.epochs={args.epochs}", f"train.eval_interval={args.epochs + 1}",
             "train.nominal_batch_size=64",  # YOLOv5's accumulation, as in its train.py
+            *(["train.cpu_amp=true"] if args.cpu_amp else []),
         ])
     spec = instantiate(cfg.dataset)
     model = build_detector(cfg.backbone, cfg.neck, cfg.operator, scale=args.scale, nc=spec.nc)
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "coco128"))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", type=Path, default=None, help="checkout of the code to compare with")
+    parser.add_argument("--cpu-amp", action="store_true", help="also measure this checkout with train.cpu_amp=true")
     parser.add_argument("--measure-once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_once:
@@ -114,12 +116,17 @@ def main() -> None:
     argv = [f"--epochs={args.epochs}", f"--img={args.img}", f"--batch={args.batch}",
             f"--workers={args.workers}", f"--threads={args.threads}", f"--scale={args.scale}",
             f"--data={args.data}"]
-    codes = {"current": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    # variant -> (checkout, extra arguments)
+    codes: dict[str, tuple[Path, list[str]]] = {"current": (REPO, [])}
+    if args.cpu_amp:
+        codes["bf16"] = (REPO, ["--cpu-amp"])
+    if args.baseline:
+        codes["baseline"] = (args.baseline.resolve(), [])
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
     for _ in range(args.rounds):
-        for name, checkout in reversed(codes.items()):  # baseline first in each round
-            results[name].append(measure_in(checkout, argv))
+        for name, (checkout, extra) in reversed(codes.items()):  # baseline first in each round
+            results[name].append(measure_in(checkout, argv + extra))
     medians = {}
     for name, rows in results.items():
         rate = statistics.median(r["images_s"] for r in rows)
@@ -127,11 +134,16 @@ def main() -> None:
         medians[name] = (rate, cpu)
         rounds = ", ".join(f"{r['images_s']:.2f}" for r in rows)
         print(f"yolov5{args.scale} {args.img}px batch {args.batch}, {rows[0]['threads']} threads, "
-              f"{args.workers} workers, {name:>8} ({codes[name]}): {rate:6.2f} images/s after warm-up "
+              f"{args.workers} workers, {name:>8} ({codes[name][0]}): {rate:6.2f} images/s after warm-up "
               f"(rounds: {rounds}), {1e3 * cpu:6.1f} CPU ms/image (process + workers, all epochs)")
     if "baseline" in medians:
-        (rate_b, cpu_b), (rate_c, cpu_c) = medians["baseline"], medians["current"]
-        print(f"current / baseline: {rate_c / rate_b:.2f}x images/s, {cpu_b / cpu_c:.2f}x less CPU per image")
+        rate_b, cpu_b = medians["baseline"]
+        for name in [n for n in codes if n != "baseline"]:
+            rate_c, cpu_c = medians[name]
+            print(f"{name} / baseline: {rate_c / rate_b:.2f}x images/s, {cpu_b / cpu_c:.2f}x less CPU per image")
+    if "bf16" in medians:
+        (rate_f, cpu_f), (rate_h, cpu_h) = medians["current"], medians["bf16"]
+        print(f"bf16 / current: {rate_h / rate_f:.2f}x images/s, {cpu_f / cpu_h:.2f}x less CPU per image")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,7 +1,7 @@
 """The training loop: YOLOv5's recipe (SGD + warmup + linear/cosine decay, gradient
-accumulation to a nominal batch that ramps up from 1 during warmup, EMA, AMP on CUDA,
-gradient clipping), with a checkpoint every epoch that is enough to resume exactly where it
-stopped.
+accumulation to a nominal batch that ramps up from 1 during warmup, EMA, AMP on CUDA and
+opt-in bf16 on CPU, gradient clipping), with a checkpoint every epoch that is enough to
+resume exactly where it stopped.
 
 `train` is the flow: `setup_training` (loss, optimizer, schedule, EMA, scaler, resume state)
 → per epoch `train_one_epoch`, `validate_epoch` (evaluates the EMA and keeps the best epoch
@@ -28,6 +28,7 @@ from lightyolo.train.checkpoint import BEST, LAST, capture_rng_state, restore_rn
 from lightyolo.train.ema import ModelEMA
 from lightyolo.train.loss import YoloLoss
 from lightyolo.train.optim import build_optimizer, lr_lambda, warmup_iterations, warmup_step
+from lightyolo.train.precision import autocast_dtype, cpu_has_native_bf16
 from lightyolo.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class TrainState:
     lr_factor: Callable[[int], float]
     ema: ModelEMA
     scaler: torch.amp.GradScaler
-    use_amp: bool
+    autocast_dtype: torch.dtype | None  # None: fp32 (see precision.py)
     start_epoch: int = 0
     best_fitness: float = -1.0
     last_step: int = -1  # the iteration of the last optimizer step
@@ -148,7 +149,8 @@ def setup_training(
         model, lr0=settings.lr0, momentum=settings.momentum, weight_decay=weight_decay
     )
     lr_factor = lr_lambda(settings.epochs, settings.lrf, settings.schedule)
-    use_amp = bool(settings.amp) and device.type == "cuda"
+    dtype = autocast_dtype(device.type, amp=settings.amp, cpu_amp=settings.cpu_amp,
+                           native_bf16=device.type == "cpu" and cpu_has_native_bf16())
     state = TrainState(
         model=model,
         loss_fn=loss_fn,
@@ -156,8 +158,8 @@ def setup_training(
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lr_factor),
         lr_factor=lr_factor,
         ema=ModelEMA(model, decay=settings.ema_decay),
-        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
-        use_amp=use_amp,
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),  # bf16 needs no scaling
+        autocast_dtype=dtype,
     )
     if resume is not None:
         restore_state(state, resume)
@@ -244,7 +246,7 @@ def _train_step(
     have gathered since the last one.
 
     Returns the batch's box/obj/cls losses (detached, on the device)."""
-    with torch.autocast(imgs.device.type, enabled=state.use_amp):
+    with torch.autocast(imgs.device.type, dtype=state.autocast_dtype, enabled=state.autocast_dtype is not None):
         loss, items = state.loss_fn(state.model(imgs), targets)
     if not torch.isfinite(loss):
         raise NonFiniteLossError(

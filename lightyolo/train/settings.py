@@ -40,6 +40,7 @@ class TrainSettings:
     warmup_bias_lr: float
     grad_clip: float
     amp: bool
+    cpu_amp: bool
     ema_decay: float
     eval_interval: int
     loss: LossGains

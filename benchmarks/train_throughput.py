@@ -4,7 +4,7 @@ The setting of YOLOv5's own train.py it is compared with (issue 2): yolov5n, 320
 batch 16, coco128 with mosaic on.
 
     python benchmarks/train_throughput.py [--epochs 3] [--img 320] [--batch 16] [--workers 2]
-        [--threads N] [--rounds 2] [--baseline /work/main] [--cpu-amp]
+        [--threads N] [--rounds 2] [--baseline /work/main] [--cpu-amp] [OVERRIDE ...]
 
 Each measurement runs in a fresh subprocess: epoch 1 is warm-up (allocator, first-touch),
 the figure is the mean images/s of the later epochs (wall clock), and beside it the CPU
@@ -57,7 +57,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             f"train.img_size={args.img}", f"train.batch_size={args.batch}",
             f"train.epochs={args.epochs}", f"train.eval_interval={args.epochs + 1}",
             "train.nominal_batch_size=64",  # YOLOv5's accumulation, as in its train.py
-            *(["train.cpu_amp=true"] if args.cpu_amp else []),
+            *(["train.cpu_amp=true"] if args.cpu_amp else []), *args.overrides,
         ])
     spec = instantiate(cfg.dataset)
     model = build_detector(cfg.backbone, cfg.neck, cfg.operator, scale=args.scale, nc=spec.nc)
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", type=Path, default=None, help="checkout of the code to compare with")
     parser.add_argument("--cpu-amp", action="store_true", help="also measure this checkout with train.cpu_amp=true")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every variant, e.g. backbone=ghost")
     parser.add_argument("--measure-once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_once:
@@ -115,7 +116,7 @@ def main() -> None:
         return
     argv = [f"--epochs={args.epochs}", f"--img={args.img}", f"--batch={args.batch}",
             f"--workers={args.workers}", f"--threads={args.threads}", f"--scale={args.scale}",
-            f"--data={args.data}"]
+            f"--data={args.data}", *args.overrides]
     # variant -> (checkout, extra arguments)
     codes: dict[str, tuple[Path, list[str]]] = {"current": (REPO, [])}
     if args.cpu_amp:
@@ -133,7 +134,8 @@ def main() -> None:
         cpu = statistics.median(r["cpu_s_per_image"] for r in rows)
         medians[name] = (rate, cpu)
         rounds = ", ".join(f"{r['images_s']:.2f}" for r in rows)
-        print(f"yolov5{args.scale} {args.img}px batch {args.batch}, {rows[0]['threads']} threads, "
+        cell = " ".join(args.overrides) or "c3 pan conv"
+        print(f"{cell} scale {args.scale}, {args.img}px batch {args.batch}, {rows[0]['threads']} threads, "
               f"{args.workers} workers, {name:>8} ({codes[name][0]}): {rate:6.2f} images/s after warm-up "
               f"(rounds: {rounds}), {1e3 * cpu:6.1f} CPU ms/image (process + workers, all epochs)")
     if "baseline" in medians:

@@ -9,7 +9,9 @@ issue-6 acceptance command), runs `lightyolo.pipeline.run` into a temporary MLfl
 prints the logged mAP50-95 / mAP50 (pycocotools against ground truth built from the YOLO
 labels) next to YOLOv5 val.py's own figures at 640 (0.367 / 0.571,
 `../shared/weights/README.md`), the evaluation's own wall time on the 128 images (the
-logged `eval_seconds`: inference, NMS and pycocotools) and the wall time of the whole run.
+logged `eval_seconds`: inference, NMS and pycocotools) split into its stages
+(`eval_seconds/<stage>`: load, inference, nms, to_coco, cocoeval) and the wall time of the
+whole run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hydra import compose, initialize_config_dir
 
 from lightyolo import pipeline
 from lightyolo.configs import config_dir
+from lightyolo.eval.evaluate import STAGES
 from lightyolo.tracking import runs_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +54,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="lightyolo-parity-") as tmp:
         tracking_uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        print(f"{'img':>5} {'mAP50-95':>9} {'mAP50':>7} {'eval s':>7} {'run s':>7}  (YOLOv5 val.py at 640: "
-              f"{REFERENCE_640['map50_95']:.3f} / {REFERENCE_640['map50']:.3f})")
+        stage_header = " ".join(f"{stage:>9}" for stage in STAGES)
+        print(f"{'img':>5} {'mAP50-95':>9} {'mAP50':>7} {'eval s':>7} {stage_header} {'run s':>7}  "
+              f"(YOLOv5 val.py at 640: {REFERENCE_640['map50_95']:.3f} / {REFERENCE_640['map50']:.3f})")
         for img_size in args.img:
             overrides = parity_overrides(img_size, tracking_uri, args.eval_batch)
             if args.threads:
@@ -63,8 +67,9 @@ def main() -> None:
             result = pipeline.run(cfg, output_dir=Path(tmp) / f"run-{img_size}")
             run_seconds = time.perf_counter() - started
             row = runs_frame(tracking_uri, "parity").set_index("run_id").loc[result.run_id]
+            stages = " ".join(f"{row[f'metrics.eval_seconds/{stage}']:>9.2f}" for stage in STAGES)
             print(f"{img_size:>5} {row['metrics.map50_95']:>9.4f} {row['metrics.map50']:>7.4f} "
-                  f"{row['metrics.eval_seconds']:>7.1f} {run_seconds:>7.1f}")
+                  f"{row['metrics.eval_seconds']:>7.1f} {stages} {run_seconds:>7.1f}")
 
 
 if __name__ == "__main__":

@@ -447,6 +447,7 @@ def log_results(tracker: RunTracker, final: Final, fitted: Fitted, measured: Mea
         **final.best,
         **measured.metrics(),
         "eval_seconds": result.seconds,
+        **{f"eval_seconds/{stage}": seconds for stage, seconds in result.stage_seconds.items()},
         **fitted.metrics(),
     }
     tracker.log_metrics(metrics)

@@ -13,7 +13,7 @@ from lightyolo.data.records import DatasetSpec, ImageRecord
 from lightyolo.data.specs import read_class_names
 from lightyolo.data.yolo_format import read_yolo_split
 from lightyolo.eval.coco import coco_ground_truth
-from lightyolo.eval.evaluate import evaluate, ground_truth_for
+from lightyolo.eval.evaluate import STAGES, evaluate, ground_truth_for
 
 COCO128 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco128"
 INPUT_SIZE = 320
@@ -88,6 +88,9 @@ def test_ground_truth_in_letterboxed_coordinates_scores_map_one():
     assert result.metrics["map50"] == pytest.approx(1.0)
     assert set(result.metrics) == {"map50_95", "map50", "map75", "map_small", "map_medium", "map_large"}
     assert result.images == 6 and result.seconds > 0
+    # the stages split the call's wall time (only the setup before the first batch is outside them)
+    assert list(result.stage_seconds) == list(STAGES) and min(result.stage_seconds.values()) >= 0
+    assert result.seconds * 0.9 <= sum(result.stage_seconds.values()) <= result.seconds
     assert len(result.predictions) == len(gt["annotations"])
     assert {p["category_id"] for p in result.predictions} == {a["category_id"] for a in gt["annotations"]}
     assert all(p["score"] == 0.9 and all(round(v, 3) == v for v in p["bbox"]) for p in result.predictions)

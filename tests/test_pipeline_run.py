@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from lightyolo import pipeline
+from lightyolo.eval.evaluate import STAGES
 from lightyolo.tracking import metric_history, runs_frame
 
 from conftest import REPO
@@ -48,6 +49,8 @@ def test_tiny_run_logs_every_schema_metric_tag_and_artifact(tiny_config, tmp_pat
     detect = 3 * (5 + nc) * (64 + 128 + 256) + 3 * 3 * (5 + nc)  # weights + biases
     assert run["metrics.params"] == 1_757_152 + detect
     assert run["metrics.gflops"] > 0 and run["metrics.latency_ms"] > 0
+    stages = [run[f"metrics.eval_seconds/{stage}"] for stage in STAGES]
+    assert min(stages) >= 0 and sum(stages) <= run["metrics.eval_seconds"]
     assert run["params.train.img_size"] == "64" and run["params.model.scale"] == "n"
     # Per-epoch metrics, step = epoch.
     for key in ("train/box_loss", "train/obj_loss", "train/cls_loss", "lr", "val/map50", "val/map50_95"):

@@ -27,12 +27,19 @@ from lightyolo.eval.nms import non_max_suppression
 @dataclass
 class EvalResult:
     """`metrics`: map50_95, map50, map75, map_small, map_medium, map_large; `predictions`: COCO
-    results (original pixels); `seconds`: wall time of the whole call; `images`: images seen."""
+    results (original pixels); `seconds`: wall time of the whole call; `images`: images seen;
+    `stage_seconds`: that wall time split into STAGES."""
 
     metrics: dict[str, float]
     predictions: list[dict]
     seconds: float
     images: int
+    stage_seconds: dict[str, float]
+
+
+# Where an evaluation's wall time goes: waiting for the loader (decode, letterbox, collate),
+# the forward, NMS, boxes back to original pixels as COCO dicts, pycocotools.
+STAGES = ("load", "inference", "nms", "to_coco", "cocoeval")
 
 
 def ground_truth_for(spec: DatasetSpec, split: str = "val") -> dict:
@@ -86,9 +93,11 @@ def evaluate(
     model.eval()
     predictions: list[dict] = []
     images = 0
+    clock = _StageClock(device)
     try:
         with torch.inference_mode():
             for imgs, _targets, metas in tqdm(loader, desc="eval", disable=not sys.stderr.isatty()):
+                clock.lap("load")
                 # batches come channels_last; contiguous NCHW as before keeps the kernels (and so
                 # the detections) those of YOLOv5's val.py
                 inputs = imgs.to(device, non_blocking=True).contiguous().float() / 255
@@ -96,13 +105,34 @@ def evaluate(
                     pred = model(inputs)[0]
                 if pred.shape[-1] - 5 != len(category_ids):
                     raise ValueError(f"evaluate: model predicts {pred.shape[-1] - 5} classes, category_ids has {len(category_ids)}")
-                per_image = non_max_suppression(pred.float(), conf_thres, iou_thres, max_det)
+                clock.lap("inference")
+                per_image = [d.cpu() for d in non_max_suppression(pred.float(), conf_thres, iou_thres, max_det)]
+                clock.lap("nms")
                 for detections, meta in zip(per_image, metas, strict=True):
-                    detections = detections.cpu()
                     detections[:, :4] = scale_boxes_to_original(detections[:, :4], meta["ratio_pad"], meta["orig_shape"])
                     predictions += coco_results(detections, int(meta["image_id"]), category_ids)
                 images += len(metas)
+                clock.lap("to_coco")
     finally:
         model.train(was_training)
     stats = coco_evaluate(coco_gt, predictions)
-    return EvalResult(metrics=stats.metrics(), predictions=predictions, seconds=time.perf_counter() - start, images=images)
+    clock.lap("cocoeval")
+    return EvalResult(metrics=stats.metrics(), predictions=predictions, seconds=time.perf_counter() - start,
+                      images=images, stage_seconds=clock.seconds)
+
+
+class _StageClock:
+    """Wall time per stage: `lap(stage)` adds the time since the previous lap to `stage`. On
+    CUDA it synchronizes first, so that asynchronous kernels count where they were launched."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._last
+        self._last = now

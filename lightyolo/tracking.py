@@ -3,8 +3,9 @@
 The default store is embedded: `mlflow.db` (SQLite) in the directory a command was started
 from, always given to MLflow as an absolute URI so that no job's working directory can split
 it. Parallel jobs on one SQLite file race on migrations and writes ("database is locked"),
-so every write to a SQLite store goes through a file lock beside the database; a tracking
-server (`mlflow server --backend-store-uri postgresql://…`) needs no lock.
+so every write to a SQLite store goes through a file lock beside the database, and so does
+the first touch of the store in each process (which creates and migrates a new database);
+a tracking server (`mlflow server --backend-store-uri postgresql://…`) needs no lock.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
+# One lock object per database: FileLock is re-entrant per object (and per thread), so a
+# block holding the lock can make a client, whose first use takes the lock again.
+_STORE_LOCKS: dict[Path, FileLock] = {}
+_READY_STORES: set[str] = set()  # SQLite URIs this process has opened under the lock
+
+
 @contextlib.contextmanager
 def store_lock(tracking_uri: str) -> Iterator[None]:
     """Serialise writes to a SQLite store across processes; a no-op for servers."""
@@ -78,12 +85,22 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(db) + ".lock", timeout=600):
+    lock = _STORE_LOCKS.setdefault(db, FileLock(str(db) + ".lock", timeout=600))
+    with lock:
         yield
 
 
 def _client(tracking_uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri)
+    """A client of the store. A SQLite store is opened once per process under the store lock:
+    MLflow creates and migrates a new database on first use, and two processes doing that at
+    once corrupt it ("table _alembic_tmp_experiments already exists")."""
+    if sqlite_path(tracking_uri) is None or tracking_uri in _READY_STORES:
+        return MlflowClient(tracking_uri=tracking_uri)
+    with store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+    _READY_STORES.add(tracking_uri)
+    return client
 
 
 def check_experiment_name(name: str) -> str:

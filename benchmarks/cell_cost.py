@@ -43,6 +43,11 @@ class Cell:
     def name(self) -> str:
         return f"{self.backbone}/{self.neck}/{self.operator}"
 
+    @property
+    def slug(self) -> str:
+        """The name as one path component: the cell's folder and log under the work dir."""
+        return self.name.replace("/", "-")
+
 
 def parse_cell(text: str) -> Cell:
     """`backbone/neck/operator` → Cell; anything else is refused with the expected form."""
@@ -54,7 +59,7 @@ def parse_cell(text: str) -> Cell:
 
 def command(cell: Cell, args: argparse.Namespace, work: Path) -> list[str]:
     """The `lightyolo.run` command line of `cell`, writing under `work`."""
-    out = work / cell.name.replace("/", "-")
+    out = work / cell.slug
     return [
         sys.executable, "-m", "lightyolo.run", "dataset=shapes_grid",
         f"backbone={cell.backbone}", f"neck={cell.neck}", f"operator={cell.operator}",
@@ -70,7 +75,7 @@ def run_cells(cells: list[Cell], args: argparse.Namespace, work: Path) -> None:
     while pending or running:
         while pending and len(running) < args.jobs:
             cell = pending.pop(0)
-            log = open(work / f"{cell.name.replace('/', '-')}.log", "w")
+            log = open(work / f"{cell.slug}.log", "w")
             proc = subprocess.Popen(command(cell, args, work), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             running[proc.pid] = (cell, proc, log, time.perf_counter())
         pid, status, usage = os.wait4(-1, 0)  # any child; its rusage includes its reaped children
@@ -83,15 +88,13 @@ def run_cells(cells: list[Cell], args: argparse.Namespace, work: Path) -> None:
         cell.exit_code = proc.returncode
 
 
-def test_map(cell: Cell, work: Path) -> float | None:
+def logged_map(cell: Cell, work: Path) -> float | None:
     """The cell's logged mAP50-95 (test split when the dataset has one), or None."""
-    import mlflow
+    from lightyolo.tracking import runs_frame
 
-    store = work / cell.name.replace("/", "-") / "mlflow.db"
-    client = mlflow.MlflowClient(f"sqlite:///{store}")
-    experiment = client.get_experiment_by_name("cell_cost")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    return runs[0].data.metrics.get("map50_95") if runs else None
+    runs = runs_frame(f"sqlite:///{work / cell.slug}/mlflow.db", "cell_cost")
+    column = "metrics.map50_95"
+    return float(runs[column].iloc[0]) if column in runs and len(runs) else None
 
 
 def main() -> None:
@@ -115,10 +118,10 @@ def main() -> None:
         for cell in args.cells:
             if cell.exit_code != 0:
                 failed = True
-                tail = (work / f"{cell.name.replace('/', '-')}.log").read_text().splitlines()[-5:]
+                tail = (work / f"{cell.slug}.log").read_text().splitlines()[-5:]
                 print(f"{cell.name}: exit {cell.exit_code}; its log ends:\n  " + "\n  ".join(tail))
                 continue
-            score = test_map(cell, work)
+            score = logged_map(cell, work)
             print(f"{cell.name} seed {args.seed}: wall {cell.wall_s / 60:5.1f} min, "
                   f"CPU {cell.cpu_s / 60:5.1f} min, machine {cell.cpu_s / 60 / cores:5.1f} min "
                   f"per cell on {cores} cores, mAP50-95 {score if score is None else f'{score:.3f}'}")

@@ -79,7 +79,8 @@ _READY_STORES: set[str] = set()  # SQLite URIs this process has opened under the
 
 @contextlib.contextmanager
 def store_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialise writes to a SQLite store across processes; a no-op for servers."""
+    """Serialise writes to a SQLite store (and its first opening, `_client`) across processes;
+    a no-op for servers."""
     db = sqlite_path(tracking_uri)
     if db is None:
         yield

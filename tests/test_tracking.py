@@ -214,7 +214,6 @@ def test_a_killed_owner_is_seen_gone_and_a_live_one_alive(store: str, exp: str) 
         owner.wait()
 
 
-# owner_is_alive: the pure decision, with pids given as alive or dead.
 FIRST_READ_SCRIPT = """
 import sys
 from lightyolo.tracking import runs_with_hash
@@ -239,6 +238,7 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     assert runs_with_hash(store, "exp", "k") == []  # the store is whole afterwards
 
 
+# owner_is_alive: the pure decision, with pids given as alive or dead.
 NOW = 10_000.0
 LIVE = {OWNER_HOST_TAG: "node1", OWNER_PID_TAG: "42", HEARTBEAT_TAG: str(NOW - 5)}
 

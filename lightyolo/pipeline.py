@@ -287,14 +287,15 @@ def seed_everything(seed: int) -> None:
 def prepare_process(settings: Settings) -> None:
     """Seeds and torch threads, before anything is built."""
     seed_everything(settings.run.seed)
-    if settings.execution.threads:
-        torch.set_num_threads(settings.execution.threads)
+    torch.set_num_threads(settings.execution.threads)
 
 
 def record_config(settings: Settings, tracker: RunTracker, out: Path) -> None:
-    """The resolved config as `config.yaml`, beside the run and as its artifact."""
+    """The resolved config as `config.yaml`, beside the run and as its artifact, and the
+    thread count it resolved to (with why: `train.threads=auto` depends on the machine)."""
     (out / "config.yaml").write_text(OmegaConf.to_yaml(settings.config))
     tracker.log_artifact(out / "config.yaml")
+    tracker.set_tags({"threads": str(settings.execution.threads), "threads_reason": settings.execution.threads_reason})
 
 
 def log_dataset(settings: Settings, spec: DatasetSpec, cell: CellIdentity, tracker: RunTracker) -> None:

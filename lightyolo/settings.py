@@ -8,7 +8,6 @@ read the result, not raw config keys.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from lightyolo.configs import GROUPS
 from lightyolo.data.image_cache import cache_mode
 from lightyolo.data.loader import resolve_workers
+from lightyolo.cpus import UsableCpus, usable_cpus
 from lightyolo.devices import device_for_job
 from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, default_tracking_uri
 from lightyolo.train.settings import TrainSettings
@@ -50,7 +50,8 @@ class ExecutionSettings:
     """Where and how the work runs (none of it changes the cell's identity)."""
 
     device: str  # auto | cpu | cuda | cuda:N (checked when the model is built)
-    threads: int | None  # torch intra-op threads; None = torch's default
+    threads: int  # torch intra-op threads
+    threads_reason: str  # why that many (logged with the run)
     workers: int
     cache_images: str | None  # ram | disk | None
 
@@ -130,15 +131,29 @@ def absolute_path(path: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def joblib_job_share(launcher: Mapping[str, Any], job_num: int) -> tuple[str, int] | None:
-    """A parallel joblib job's (device, threads): its own GPU when there are GPUs, and an
-    equal share of the cores (`lightyolo.devices.device_for_job`); None for other launchers."""
+def joblib_job_share(launcher: Mapping[str, Any], job_num: int, cores: int) -> tuple[str, int, int] | None:
+    """A parallel joblib job's (device, threads, jobs at a time): its own GPU when there are
+    GPUs, and an equal share of the `cores` this process may use
+    (`lightyolo.devices.device_for_job`); None for other launchers."""
     if "joblib" not in str(launcher.get("_target_", "")):
         return None
-    cores = os.cpu_count() or 1
     jobs = int(launcher.get("n_jobs") or 1)
     jobs = cores if jobs < 0 else max(jobs, 1)
-    return device_for_job(job_num, torch.cuda.device_count(), cores, jobs)
+    return (*device_for_job(job_num, torch.cuda.device_count(), cores, jobs), jobs)
+
+
+def thread_choice(configured: Any, cpus: UsableCpus, share: tuple[str, int, int] | None) -> tuple[int, str]:
+    """`train.threads` as (count, why): an integer as given; `auto` (or null) the CPUs this
+    process may use (affinity mask and cgroup quota, not the host's cores), split among a
+    joblib sweep's parallel jobs."""
+    if configured not in (None, "auto"):
+        if isinstance(configured, bool) or not isinstance(configured, int) or configured < 1:
+            raise ValueError(f"train.threads: {configured!r}, expected an integer >= 1 or auto")
+        return configured, "train.threads"
+    if share is not None:
+        _, threads, jobs = share
+        return threads, f"auto: {cpus.describe()}, {jobs} parallel jobs"
+    return cpus.count, f"auto: {cpus.describe()}"
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
@@ -160,13 +175,9 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
             config["dataset"][key] = absolute_path(config["dataset"][key], base)
     config["model"]["weights"] = absolute_path(config["model"]["weights"], base)
     config["mlflow"]["tracking_uri"] = tracking_uri(config["mlflow"]["tracking_uri"], base)
-    share = joblib_job_share(hydra.launcher, int(hydra.job.get("num") or 0))
-    if share is not None:
-        device, threads = share
-        if config["train"]["threads"] is None:
-            config["train"]["threads"] = threads
-        if config["train"]["device"] == "auto":
-            config["train"]["device"] = device
+    share = joblib_job_share(hydra.launcher, int(hydra.job.get("num") or 0), usable_cpus().count)
+    if share is not None and config["train"]["device"] == "auto":
+        config["train"]["device"] = share[0]
     return config
 
 
@@ -174,6 +185,9 @@ def resolve(cfg: DictConfig) -> Settings:
     """The typed settings of a composed config (from `@hydra.main` or Hydra's compose API)."""
     config = resolved_config(cfg)
     train = config["train"]
+    cpus = usable_cpus()
+    share = joblib_job_share(_hydra_node(cfg).launcher, int(_hydra_node(cfg).job.get("num") or 0), cpus.count)
+    threads, threads_reason = thread_choice(train["threads"], cpus, share)
     return Settings(
         run=RunIdentity(
             experiment=config["experiment"],
@@ -186,9 +200,10 @@ def resolve(cfg: DictConfig) -> Settings:
         ),
         execution=ExecutionSettings(
             device=str(train["device"]),
-            threads=int(train["threads"]) if train["threads"] else None,
+            threads=threads,
+            threads_reason=threads_reason,
             # auto: the cores this job may use (its joblib share, else the machine's), at most 8
-            workers=resolve_workers(train["workers"], cores=train["threads"]),
+            workers=resolve_workers(train["workers"], cores=threads),
             cache_images=cache_mode(train["cache_images"]),
         ),
         train=TrainSettings.from_config(train),

@@ -45,6 +45,7 @@ def _spec(root: Path):
     return yolo_dataset(str(root), train=SPLIT, val=SPLIT, names=[str(i) for i in range(80)], cache_dir=None)
 
 
+@pytest.mark.shared("data/coco128")
 def test_truncated_jpeg_is_named_counted_and_left_out_of_training_and_ground_truth(tmp_path, caplog):
     images, labels = _coco128_subset(tmp_path)
     (images / "000000000036.jpg").write_bytes((SOURCE / "000000000036.jpg").read_bytes()[:2000])
@@ -65,12 +66,14 @@ def test_truncated_jpeg_is_named_counted_and_left_out_of_training_and_ground_tru
     assert {a["image_id"] for a in gt["annotations"]} == {9, 25, 30}
 
 
+@pytest.mark.shared("data/coco128")
 def test_jpeg_without_its_end_marker_that_still_decodes_is_kept(tmp_path):
     path = tmp_path / "trailing.jpg"
     path.write_bytes((SOURCE / "000000000009.jpg").read_bytes() + b"camera trailer")
     assert check_image(path).ok and (check_image(path).width, check_image(path).height) == (640, 480)
 
 
+@pytest.mark.shared("data/coco128")
 def test_zero_byte_and_non_image_files_are_named_and_left_out(tmp_path, caplog):
     images, _ = _coco128_subset(tmp_path)
     (images / "000000000050.jpg").write_bytes(b"")
@@ -83,6 +86,7 @@ def test_zero_byte_and_non_image_files_are_named_and_left_out(tmp_path, caplog):
     assert len(spec.train) == 3
 
 
+@pytest.mark.shared("data/coco128")
 def test_cmyk_greyscale_rgba_and_a_png_named_jpg_are_kept_with_their_size_and_no_warning(tmp_path, caplog):
     images, labels = tmp_path / "images" / "train", tmp_path / "labels" / "train"
     images.mkdir(parents=True)
@@ -122,6 +126,7 @@ def test_exif_rotated_jpeg_records_the_displayed_size_that_opencv_decodes(tmp_pa
     assert record.boxes.tolist() == [[0.5, 0.25, 0.5, 0.5]]
 
 
+@pytest.mark.shared("data/coco128")
 def test_image_checks_are_cached_and_a_changed_file_is_checked_again(tmp_path):
     images, _ = _coco128_subset(tmp_path)
     paths = sorted(images.iterdir())
@@ -134,6 +139,7 @@ def test_image_checks_are_cached_and_a_changed_file_is_checked_again(tmp_path):
     assert check_images(paths, cache) == second  # read back from the cache
 
 
+@pytest.mark.shared("data/coco128")
 @pytest.mark.parametrize("case", ["all_bad", "empty_folder", "wrong_path"])
 def test_an_empty_split_refuses_the_spec_naming_the_split_and_the_path(tmp_path, case):
     images, _ = _coco128_subset(tmp_path)
@@ -151,6 +157,7 @@ def test_an_empty_split_refuses_the_spec_naming_the_split_and_the_path(tmp_path,
         yolo_dataset(str(tmp_path), train=SPLIT, val=val, names=["a"] * 80, cache_dir=None)
 
 
+@pytest.mark.shared("data/coco128")
 def test_a_run_on_a_folder_with_a_truncated_jpeg_completes_and_tags_the_issue(tmp_path, caplog):
     """The issue's reproduction: it used to end in `OSError: image file is truncated`, no path."""
     images, labels = _coco128_subset(tmp_path / "data")

@@ -31,6 +31,7 @@ def coco128(tmp_path_factory):
     return read_coco_json(COCO128_IMAGES, COCO128_JSON, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
+@pytest.mark.shared("data/coco128")
 def test_coco128_json_gives_128_images_929_training_boxes_and_keeps_939_annotations_for_eval(coco128):
     records, names, category_ids, gt, issues = coco128
     assert len(records) == 128 and not issues
@@ -42,6 +43,7 @@ def test_coco128_json_gives_128_images_929_training_boxes_and_keeps_939_annotati
     assert backgrounds == ["000000000250", "000000000508"]
 
 
+@pytest.mark.shared("data/coco128")
 def test_coco128_classes_are_the_80_coco_names_on_ids_1_to_90_with_gaps(coco128):
     _, names, category_ids, gt, _ = coco128
     assert len(names) == len(category_ids) == 80
@@ -51,6 +53,7 @@ def test_coco128_classes_are_the_80_coco_names_on_ids_1_to_90_with_gaps(coco128)
     assert [c["id"] for c in gt["categories"]] == category_ids
 
 
+@pytest.mark.shared("data/coco128")
 def test_coco128_training_boxes_equal_the_yolo_labels(coco128):
     """The YOLO labels are COCO's boxes minus crowd regions, normalised: the same targets."""
     records = coco128[0]
@@ -66,6 +69,7 @@ def test_coco128_training_boxes_equal_the_yolo_labels(coco128):
                                    atol=2e-6)
 
 
+@pytest.mark.shared("data/coco128")
 def test_ground_truth_keeps_the_json_segmentation_areas_and_crowd_flags(coco128):
     gt = coco128[3]
     official = {a["id"]: a for a in json.loads(COCO128_JSON.read_text())["annotations"]}
@@ -249,6 +253,7 @@ def test_an_image_whose_size_is_not_the_jsons_is_named_and_left_out(tmp_path, ca
     assert issues == {"image_size_mismatch": 1} and [r.image_id for r in records] == [1, 2]
 
 
+@pytest.mark.shared("data/coco128")
 def test_limit_keeps_the_first_images_and_their_ground_truth(tmp_path):
     paths = {"images": "images/train2017", "annotations": "annotations/instances_train2017.json"}
     spec = coco_dataset(str(COCO128), train=paths, val=paths, limit=5, cache_dir=str(tmp_path))

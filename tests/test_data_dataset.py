@@ -14,7 +14,7 @@ from lightyolo.data.records import ImageRecord
 from lightyolo.data.transforms import AugmentHyp
 from lightyolo.data.yolo_format import read_yolo_split
 
-COCO128 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco128"
+from conftest import COCO128
 RED = (250, 20, 20)
 
 
@@ -55,6 +55,7 @@ def test_eval_letterbox_ratio_pad_maps_boxes_back_to_original_pixels(tmp_path):
     np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], box, atol=1.01)
 
 
+@pytest.mark.shared("data/coco128")
 def test_rect_batches_share_a_stride_multiple_shape_like_yolov5():
     records, _ = read_yolo_split(COCO128 / "images/train2017", COCO128 / "labels/train2017", nc=80)
     dataset = DetectionDataset(records, 640, augment=False, rect=True, batch_size=32)
@@ -103,6 +104,7 @@ def test_mosaic_labels_cover_the_coloured_pixels_and_stay_inside(tmp_path, degre
     assert n_boxes >= 12  # the checks above actually saw boxes
 
 
+@pytest.mark.shared("data/coco128")
 def test_same_index_and_seed_give_the_same_sample_and_collate_numbers_images():
     records, _ = read_yolo_split(COCO128 / "images/train2017", COCO128 / "labels/train2017", nc=80)
     dataset = DetectionDataset(records[:8], 128, augment=True)

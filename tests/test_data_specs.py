@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from lightyolo.data.specs import read_class_names, yolo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from conftest import SHARED
 
 
 def test_coco128_yaml_gives_80_classes_and_the_same_128_images_for_train_and_val(monkeypatch):
@@ -34,6 +34,7 @@ def test_names_may_be_a_list_or_a_mapping(tmp_path):
         read_class_names(tmp_path / "c.yaml")
 
 
+@pytest.mark.shared("data/coco128")
 def test_missing_root_or_split_keys_are_one_line_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset.root"):
         yolo_dataset(str(tmp_path / "missing"), train={}, val={}, names=["a"])

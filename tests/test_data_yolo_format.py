@@ -11,9 +11,10 @@ from PIL import Image
 
 from lightyolo.data.yolo_format import read_yolo_split
 
-COCO128 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco128"
+from conftest import COCO128
 
 
+@pytest.mark.shared("data/coco128")
 def test_coco128_reads_128_images_929_boxes_and_reports_its_four_defects(caplog):
     with caplog.at_level(logging.WARNING, logger="lightyolo.data.yolo_format"):
         records, issues = read_yolo_split(COCO128 / "images/train2017", COCO128 / "labels/train2017", nc=80)

@@ -34,15 +34,39 @@ def test_a_joblib_cell_with_device_auto_gets_its_share_through_the_settings(monk
     from conftest import compose_config
 
     from lightyolo import settings
+    from lightyolo.cpus import UsableCpus
 
-    monkeypatch.setattr(settings.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(settings, "usable_cpus", lambda: UsableCpus(affinity=8, quota=None))
     monkeypatch.setattr(settings.torch.cuda, "device_count", lambda: 0)
-    config = settings.resolved_config(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
-    assert (config["train"]["device"], config["train"]["threads"]) == ("cpu", 4)
+    resolved = settings.resolve(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
+    assert (resolved.execution.device, resolved.execution.threads) == ("cpu", 4)
+    assert resolved.execution.threads_reason == "auto: 8 cores in the affinity mask, no cgroup quota, 2 parallel jobs"
     monkeypatch.setattr(settings.torch.cuda, "device_count", lambda: 2)
     config = settings.resolved_config(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
     assert config["train"]["device"] == "cuda:0"  # job 0 of the sweep on the first GPU
-    pinned = settings.resolved_config(
+    pinned = settings.resolve(
         compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.device=cpu", "train.threads=1"])
     )
-    assert (pinned["train"]["device"], pinned["train"]["threads"]) == ("cpu", 1)
+    assert (pinned.execution.device, pinned.execution.threads) == ("cpu", 1)
+
+
+def test_the_default_threads_follow_the_usable_cpus_not_the_hosts_cores(monkeypatch):
+    from conftest import compose_config
+
+    from lightyolo import settings
+    from lightyolo.cpus import UsableCpus
+
+    monkeypatch.setattr(settings, "usable_cpus", lambda: UsableCpus(affinity=8, quota=2.5))
+    resolved = settings.resolve(compose_config([]))
+    assert resolved.execution.threads == 3
+    assert resolved.execution.threads_reason == "auto: 8 cores in the affinity mask, cgroup quota 2.5 CPUs"
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5", "true"])
+def test_a_bad_thread_count_is_one_line_naming_the_key(value):
+    from conftest import compose_config
+
+    from lightyolo import settings
+
+    with pytest.raises(ValueError, match=r"^train\.threads: .*expected an integer >= 1 or auto$"):
+        settings.resolve(compose_config([f"train.threads={value}"]))

@@ -14,7 +14,7 @@ from lightyolo.data.specs import read_class_names
 from lightyolo.data.yolo_format import read_yolo_split
 from lightyolo.eval.coco import coco_evaluate, coco_ground_truth
 
-COCO128 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco128"
+from conftest import COCO128
 OFFICIAL_JSON = COCO128 / "annotations" / "instances_train2017.json"
 
 
@@ -51,6 +51,7 @@ def as_detections(gt: dict, dx_fraction: float = 0.0) -> list[dict]:
     ]
 
 
+@pytest.mark.shared("data/coco128")
 def test_ground_truth_from_coco128_labels_matches_the_official_boxes():
     gt = labels_gt()
     assert len(gt["images"]) == 128 and len(gt["annotations"]) == 929 and len(gt["categories"]) == 80
@@ -67,6 +68,7 @@ def test_ground_truth_from_coco128_labels_matches_the_official_boxes():
     assert worst < 0.5, f"a label box is {worst:.2f} px away from every official box of its class"
 
 
+@pytest.mark.shared("data/coco128")
 def test_perfect_predictions_score_map_one(capsys):
     stats = coco_evaluate(labels_gt(), as_detections(labels_gt()))
     assert stats.map50_95 == pytest.approx(1.0) and stats.map50 == pytest.approx(1.0) and stats.map75 == pytest.approx(1.0)
@@ -77,11 +79,13 @@ def test_perfect_predictions_score_map_one(capsys):
     assert capsys.readouterr().out == "", "pycocotools' prints must not reach stdout"
 
 
+@pytest.mark.shared("data/coco128")
 def test_perfect_predictions_against_the_official_json_with_crowd_regions_score_map_one():
     stats = coco_evaluate(official_gt(), as_detections(official_gt()))
     assert stats.map50_95 == pytest.approx(1.0)
 
 
+@pytest.mark.shared("data/coco128")
 def test_boxes_shifted_by_30_percent_of_width_only_count_at_iou_half():
     # IoU of a box with itself shifted by 30 % of its width: 0.7 / 1.3 = 0.54
     stats = coco_evaluate(labels_gt(), as_detections(labels_gt(), dx_fraction=0.3))
@@ -90,11 +94,13 @@ def test_boxes_shifted_by_30_percent_of_width_only_count_at_iou_half():
     assert 0.08 < stats.map50_95 < 0.12
 
 
+@pytest.mark.shared("data/coco128")
 def test_no_detections_score_zero_without_crashing():
     stats = coco_evaluate(labels_gt(), [])
     assert stats.map50_95 == 0.0 and stats.map50 == 0.0 and stats.stats == [0.0] * 12
 
 
+@pytest.mark.shared("data/coco128")
 def test_zero_based_class_ids_against_coco_category_ids_raise():
     detections = as_detections(labels_gt())
     for detection, cls in zip(detections, range(len(detections))):
@@ -103,6 +109,7 @@ def test_zero_based_class_ids_against_coco_category_ids_raise():
         coco_evaluate(official_gt(), detections)
 
 
+@pytest.mark.shared("data/coco128")
 def test_detections_on_unknown_images_raise():
     detections = as_detections(labels_gt())[:3]
     detections[1]["image_id"] = 999_999
@@ -110,6 +117,7 @@ def test_detections_on_unknown_images_raise():
         coco_evaluate(labels_gt(), detections)
 
 
+@pytest.mark.shared("data/coco128")
 def test_evaluation_leaves_the_callers_detections_untouched():
     detections = as_detections(labels_gt())[:5]
     before = json.dumps(detections)
@@ -117,6 +125,7 @@ def test_evaluation_leaves_the_callers_detections_untouched():
     assert json.dumps(detections) == before
 
 
+@pytest.mark.shared("data/coco128")
 def test_ground_truth_with_annotation_id_zero_is_rejected():
     gt = labels_gt()
     gt["annotations"][0]["id"] = 0
@@ -124,6 +133,7 @@ def test_ground_truth_with_annotation_id_zero_is_rejected():
         coco_evaluate(gt, as_detections(gt))
 
 
+@pytest.mark.shared("data/coco128")
 def test_half_the_boxes_missing_halves_recall():
     gt = labels_gt()
     detections = as_detections(gt)[::2]

@@ -34,6 +34,7 @@ def _ground_truth_as_detections(gt: dict, *, crowd: bool = False, shift: float =
     ]
 
 
+@pytest.mark.shared("data/coco128")
 def test_perfect_predictions_score_map_one_with_crowd_regions_ignored(coco128_spec):
     gt = coco128_spec.val_coco_gt
     assert sum(a["iscrowd"] for a in gt["annotations"]) == 10
@@ -44,6 +45,7 @@ def test_perfect_predictions_score_map_one_with_crowd_regions_ignored(coco128_sp
     assert with_crowd.map50_95 == pytest.approx(1.0)
 
 
+@pytest.mark.shared("data/coco128")
 def test_size_buckets_follow_the_json_segmentation_areas(coco128_spec):
     gt = coco128_spec.val_coco_gt
     stats = coco_evaluate(gt, _ground_truth_as_detections(gt))
@@ -53,6 +55,7 @@ def test_size_buckets_follow_the_json_segmentation_areas(coco128_spec):
         a["bbox"][2] * a["bbox"][3] < 32 ** 2 for a in gt["annotations"])
 
 
+@pytest.mark.shared("data/coco128")
 def test_shifted_predictions_score_lower(coco128_spec):
     gt = coco128_spec.val_coco_gt
     shifted = coco_evaluate(gt, _ground_truth_as_detections(gt, shift=0.2))
@@ -64,6 +67,7 @@ def test_shifted_predictions_score_lower(coco128_spec):
     assert coco_evaluate(gt, _ground_truth_as_detections(gt, shift=0.6)).map50 == pytest.approx(0.019, abs=0.002)
 
 
+@pytest.mark.shared("data/coco128")
 def test_an_image_left_out_for_a_missing_file_is_left_out_of_the_ground_truth(tmp_path):
     content = json.loads((COCO128 / SPLIT["annotations"]).read_text())
     images = tmp_path / "images"
@@ -78,7 +82,7 @@ def test_an_image_left_out_for_a_missing_file_is_left_out_of_the_ground_truth(tm
     assert coco_evaluate(spec.val_coco_gt, _ground_truth_as_detections(spec.val_coco_gt)).map50_95 == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(not YOLOV5N_WEIGHTS.exists(), reason="official yolov5n weights not in ../shared/weights")
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_one_epoch_from_the_coco_json_runs_and_logs_coco_stats(tmp_path):
     """Fine-tunes yolov5n (so that it predicts something at 64 px) on 8 images for one epoch."""
     overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("dataset.")]
@@ -104,7 +108,7 @@ def test_one_epoch_from_the_coco_json_runs_and_logs_coco_stats(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not YOLOV5N_WEIGHTS.exists(), reason="official yolov5n weights not in ../shared/weights")
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_yolov5n_on_coco128_through_the_json_reproduces_yolov5s_map(tmp_path):
     """YOLOv5's predictions score 0.370 / 0.576 under pycocotools with this json; with the
     pipeline's default eval batch (16, see test_eval_yolov5n_parity.py for why the batch

@@ -15,7 +15,7 @@ from lightyolo.data.yolo_format import read_yolo_split
 from lightyolo.eval.coco import coco_ground_truth
 from lightyolo.eval.evaluate import STAGES, evaluate, ground_truth_for
 
-COCO128 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco128"
+from conftest import COCO128
 INPUT_SIZE = 320
 NC = 80
 
@@ -76,6 +76,7 @@ def loader_and_model(records: list[ImageRecord], batch_size: int) -> tuple[list,
     return batches, FixedPredictions(preds)
 
 
+@pytest.mark.shared("data/coco128")
 def test_ground_truth_in_letterboxed_coordinates_scores_map_one():
     records, names = coco128_records(6)
     category_ids = list(range(1, NC + 1))
@@ -98,6 +99,7 @@ def test_ground_truth_in_letterboxed_coordinates_scores_map_one():
     assert model.training, "the model's training mode must be restored"
 
 
+@pytest.mark.shared("data/coco128")
 def test_a_wrong_letterbox_mapping_would_be_caught():
     records, names = coco128_records(4)
     category_ids = list(range(NC))
@@ -112,6 +114,7 @@ def test_a_wrong_letterbox_mapping_would_be_caught():
     assert not model.training
 
 
+@pytest.mark.shared("data/coco128")
 def test_class_count_mismatch_between_model_and_category_ids_raises():
     records, names = coco128_records(2)
     gt = coco_ground_truth(records, list(range(NC)), names)
@@ -121,6 +124,7 @@ def test_class_count_mismatch_between_model_and_category_ids_raises():
                  max_det=300, device="cpu")
 
 
+@pytest.mark.shared("data/coco128")
 def test_ground_truth_for_prefers_the_datasets_own_json():
     records, names = coco128_records(3)
     spec = DatasetSpec(name="coco128", names=names, train=records, val=records)

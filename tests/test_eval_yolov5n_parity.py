@@ -28,11 +28,10 @@ from lightyolo.models.detector import build_detector
 from lightyolo.models.weights import load_weights
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-COCO128 = SHARED / "data" / "coco128"
+from conftest import COCO128, SHARED
 OFFICIAL_JSON = COCO128 / "annotations" / "instances_train2017.json"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")]
 
 
 @pytest.fixture(scope="module")

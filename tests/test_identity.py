@@ -59,6 +59,7 @@ def images() -> list[str]:
     return sorted(p.name for p in (COCO128 / "images/train2017").glob("*.jpg"))
 
 
+@pytest.mark.shared("data/coco128")
 def test_another_dataset_root_with_other_images_is_another_cell(tmp_path, images) -> None:
     a = spec_of(coco128_subset(tmp_path / "A", images[:20]))
     b = spec_of(coco128_subset(tmp_path / "B", images[20:40]))
@@ -75,6 +76,7 @@ def test_another_dataset_root_with_other_images_is_another_cell(tmp_path, images
     assert cell_hash(config_copy, data=fp_a) == cell_hash(config_a, data=fp_a)
 
 
+@pytest.mark.shared("data/coco128")
 def test_an_edited_label_changes_the_fingerprint(tmp_path, images) -> None:
     root = coco128_subset(tmp_path / "A", images[:5])
     before = identity.dataset_fingerprint(spec_of(root))
@@ -164,6 +166,7 @@ def test_variant_hash_is_the_identity_minus_the_seed(tmp_path) -> None:
     assert identity.variant_hash(longer, **kwargs) != identity.variant_hash(seeds[0], **kwargs)
 
 
+@pytest.mark.shared("data/coco128")
 def test_cell_identity_gathers_the_parts_and_the_lookup_follows_the_reuse_key(tmp_path, images) -> None:
     spec = spec_of(coco128_subset(tmp_path / "A", images[:3]))
     weights = tmp_path / "w.pt"

@@ -17,13 +17,13 @@ from lightyolo.models.operators.conv import ConvOperator
 from lightyolo.models.weights import load_weights
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = REPO.parent / "shared" / "weights"
+from conftest import SHARED
+
+WEIGHTS = SHARED / "weights"
 YOLOV5N = WEIGHTS / "yolov5n.state_dict.pt"
 REFERENCE_IO = WEIGHTS / "yolov5n.reference-io.pt"
 
-needs_yolov5n = pytest.mark.skipif(
-    not (YOLOV5N.is_file() and REFERENCE_IO.is_file()), reason=f"official YOLOv5n weights not found in {WEIGHTS}"
-)
+needs_yolov5n = pytest.mark.shared("weights/yolov5n.state_dict.pt", "weights/yolov5n.reference-io.pt")
 
 
 def build_yolov5n() -> Detector:

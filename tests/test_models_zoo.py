@@ -26,7 +26,7 @@ from lightyolo.train.loss import YoloLoss
 from lightyolo.train.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
-COCO128 = REPO.parent / "shared" / "data" / "coco128"
+from conftest import COCO128
 CELLS = discover_cells(REPO / "conf")
 CELL_IDS = [cell.name for cell in CELLS]
 NC = 80
@@ -95,6 +95,7 @@ def train_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return coco128_batch(TRAIN_SIZE)
 
 
+@pytest.mark.shared("data/coco128")
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_a_few_sgd_steps_on_two_coco128_images_lower_the_loss(
     cell: Cell, train_batch: tuple[torch.Tensor, torch.Tensor]

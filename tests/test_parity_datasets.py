@@ -57,6 +57,7 @@ def _index(records: list[ImageRecord]) -> list[tuple]:
     return [(r.image_id, r.path.resolve(), r.width, r.height, r.classes.tolist(), r.boxes.tolist()) for r in records]
 
 
+@pytest.mark.shared("data/coco128")
 def test_data_yaml_with_a_txt_train_and_a_folder_val_indexes_exactly_coco128(user_layouts):
     ours = _dataset("dataset=yolo", f"dataset.yaml={user_layouts['data_yaml']}")
     builtin = _dataset("dataset=coco128", f"dataset.root={COCO128}")
@@ -70,6 +71,7 @@ def test_data_yaml_with_a_txt_train_and_a_folder_val_indexes_exactly_coco128(use
     assert ours.issues["train/missing_label_file"] == 2 and ours.test is None
 
 
+@pytest.mark.shared("data/coco128")
 def test_cocos_own_layout_indexes_exactly_the_coco_json_path(user_layouts):
     ours = _dataset("dataset=coco", f"dataset.root={user_layouts['coco_root']}")
     builtin = _dataset("dataset=coco128_json", f"dataset.root={COCO128}")
@@ -94,6 +96,7 @@ def _evaluated(tmp_path: Path, dataset: list[str]) -> pd.Series:
 
 
 @pytest.mark.slow
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_data_yaml_evaluates_yolov5n_to_the_map_of_dataset_coco128(user_layouts, tmp_path):
     ours = _evaluated(tmp_path / "yaml", ["dataset=yolo", f"dataset.yaml={user_layouts['data_yaml']}"])
     builtin = _evaluated(tmp_path / "builtin", ["dataset=coco128", f"dataset.root={COCO128}"])
@@ -104,6 +107,7 @@ def test_data_yaml_evaluates_yolov5n_to_the_map_of_dataset_coco128(user_layouts,
 
 
 @pytest.mark.slow
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_cocos_own_layout_evaluates_yolov5n_to_the_coco_json_figures(user_layouts, tmp_path):
     ours = _evaluated(tmp_path / "layout", ["dataset=coco", f"dataset.root={user_layouts['coco_root']}",
                                             f"dataset.cache_dir={user_layouts['cache']}"])

@@ -57,6 +57,7 @@ def evaluated_checkpoint(tmp_path_factory) -> dict[int, pd.Series]:
 
 
 @pytest.mark.slow
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_evaluating_yolov5n_at_640_logs_yolov5s_coco128_map(evaluated_checkpoint):
     run = evaluated_checkpoint[640]
     assert run["tags.status"] == "completed"
@@ -67,6 +68,7 @@ def test_evaluating_yolov5n_at_640_logs_yolov5s_coco128_map(evaluated_checkpoint
 
 
 @pytest.mark.slow
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_evaluating_yolov5n_at_320_runs_and_scores_lower_than_at_640(evaluated_checkpoint):
     at_320, at_640 = evaluated_checkpoint[320], evaluated_checkpoint[640]
     assert at_320["tags.status"] == "completed"
@@ -76,6 +78,7 @@ def test_evaluating_yolov5n_at_320_runs_and_scores_lower_than_at_640(evaluated_c
 
 
 @pytest.mark.slow
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_one_epoch_of_fine_tuning_at_320_keeps_map_above_0_2(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose_config(coco128_overrides(uri, 320, "train.epochs=1", "train.batch_size=16"))
@@ -86,6 +89,7 @@ def test_one_epoch_of_fine_tuning_at_320_keeps_map_above_0_2(tmp_path: Path):
     assert run["metrics.map50_95"] > 0.2
 
 
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_weights_onto_a_ghost_backbone_transfer_neck_and_head_and_log_the_count(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose_config(coco128_overrides(uri, 64, "backbone=ghost"))
@@ -97,6 +101,7 @@ def test_weights_onto_a_ghost_backbone_transfer_neck_and_head_and_log_the_count(
     assert run["tags.status"] == "completed"
 
 
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_coco128_oddities_are_reported_by_name_and_backgrounds_are_evaluated(tmp_path: Path, caplog):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with caplog.at_level(logging.WARNING):

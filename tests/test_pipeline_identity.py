@@ -48,6 +48,7 @@ def runs(tmp_path: Path):
     return runs_frame(f"sqlite:///{tmp_path / 'mlflow.db'}", "lightyolo")
 
 
+@pytest.mark.shared("data/coco128")
 def test_another_dataset_root_with_other_images_is_not_skipped(tmp_path: Path) -> None:
     stems = sorted(p.stem for p in (COCO128 / "images" / "train2017").glob("*.jpg"))
     a = coco128_subset(tmp_path / "A", stems[:20])
@@ -64,6 +65,7 @@ def test_another_dataset_root_with_other_images_is_not_skipped(tmp_path: Path) -
     assert (again.status, again.run_id) == ("skipped", first.run_id)
 
 
+@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_other_weights_under_the_same_path_are_not_skipped(tiny_config, tmp_path: Path) -> None:
     weights = tmp_path / "weights.pt"
     # yolov5n without its 80-class Detect convs (the shapes model has 4 classes)
@@ -80,6 +82,7 @@ def test_other_weights_under_the_same_path_are_not_skipped(tiny_config, tmp_path
     assert runs(tmp_path)["tags.weights_digest"].nunique() == 2
 
 
+@pytest.mark.shared("data/coco128")
 def test_threads_and_bench_settings_keep_the_completed_cell(tiny_config) -> None:
     first = pipeline.run(tiny_config("train.epochs=0"))
     moved = pipeline.run(tiny_config("train.epochs=0", "train.threads=1", "bench.iters=3", "bench.warmup=2"))

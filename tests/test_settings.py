@@ -10,7 +10,9 @@ from lightyolo import settings
 
 
 def test_the_defaults_resolve_workers_auto_and_the_ram_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lightyolo.data.loader.available_cores", lambda: 2)
+    from lightyolo.cpus import UsableCpus
+
+    monkeypatch.setattr(settings, "usable_cpus", lambda: UsableCpus(affinity=2, quota=None))
     resolved = settings.resolve(compose_config([]))
     assert resolved.execution.workers == 2  # auto: the cores available, at most 8
     assert resolved.execution.cache_images == "ram"
@@ -22,7 +24,9 @@ def test_every_cache_mode_survives_resolution(value: str, mode: str | None) -> N
 
 
 def test_a_joblib_jobs_auto_workers_stay_within_its_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings.os, "cpu_count", lambda: 8)
+    from lightyolo.cpus import UsableCpus
+
+    monkeypatch.setattr(settings, "usable_cpus", lambda: UsableCpus(affinity=8, quota=None))
     resolved = settings.resolve(compose_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]))
     assert (resolved.execution.threads, resolved.execution.workers) == (2, 2)
 

@@ -93,8 +93,10 @@ def logged_map(cell: Cell, work: Path) -> float | None:
     from lightyolo.tracking import runs_frame
 
     runs = runs_frame(f"sqlite:///{work / cell.slug}/mlflow.db", "cell_cost")
-    column = "metrics.map50_95"
-    return float(runs[column].iloc[0]) if column in runs and len(runs) else None
+    if not len(runs):
+        return None
+    column = f"metrics.{runs['tags.eval_split'].iloc[0]}/map50_95"  # store/schema.py's name
+    return float(runs[column].iloc[0]) if column in runs else None
 
 
 def main() -> None:

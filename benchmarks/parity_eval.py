@@ -68,7 +68,7 @@ def main() -> None:
             run_seconds = time.perf_counter() - started
             row = runs_frame(tracking_uri, "parity").set_index("run_id").loc[result.run_id]
             stages = " ".join(f"{row[f'metrics.eval_seconds/{stage}']:>9.2f}" for stage in STAGES)
-            print(f"{img_size:>5} {row['metrics.map50_95']:>9.4f} {row['metrics.map50']:>7.4f} "
+            print(f"{img_size:>5} {row['metrics.val/map50_95']:>9.4f} {row['metrics.val/map50']:>7.4f} "
                   f"{row['metrics.eval_seconds']:>7.1f} {stages} {run_seconds:>7.1f}")
 
 

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "zoo": "params and GFLOPs of every backbone x neck x operator cell",
     "bench": "latency benchmark of trained cells",
     "export": "export a trained cell to ONNX",
+    "import_yolov5": "convert an official YOLOv5 .pt checkpoint into the weights lightyolo loads",
 }
 
 

@@ -39,6 +39,7 @@ from lightyolo.identity import REUSE_KEY, CellIdentity, cell_identity
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
+from lightyolo.store import schema
 from lightyolo.tracking import (
     HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG, PastRun, RunTracker, cell_params, owner_is_alive,
     parent_run_id_from_env, runs_with_hash, source_tags,
@@ -89,7 +90,7 @@ class Final:
 
     result: EvalResult
     split: str  # "test" (best-on-val weights) or "val" (the final epoch's EMA)
-    best: dict[str, float]  # best/map50_95, best/map50, best/epoch; empty when nothing trained
+    best: dict[str, float]  # val_best/map50_95, val_best/map50, val_best/epoch; empty when nothing trained
 
 
 @dataclass
@@ -105,8 +106,7 @@ class Measured:
         return {
             "params": float(self.params), "params_m": self.params / 1e6, "gflops": self.gflops,
             "gflops_640": self.gflops_640,
-            "latency_ms": self.latency.median_ms, "latency_p90_ms": self.latency.p90_ms,
-            "fps": self.latency.fps,
+            **schema.quick_latency_metrics(self.latency.median_ms, self.latency.p90_ms, self.latency.fps),
         }
 
 
@@ -139,7 +139,7 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
         fitted = fit(settings, built, tracker, out / "weights", resume)
         final = evaluate_final(built, fitted)
         measured = measure(settings, built)
-        metrics = log_results(tracker, final, fitted, measured)
+        metrics = log_results(tracker, final, fitted, measured, step=max(settings.train.epochs, 0))
     except BaseException as exc:
         tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -397,7 +397,7 @@ def evaluate_final(built: Built, fitted: Fitted) -> Final:
 
     With a test split: the best epoch's weights (chosen on val) evaluated on test. Without
     one: the final epoch's EMA weights on val — never the best-of-val figure, which is logged
-    as `best/*` beside it. Nothing trained: the model as built, on test if there is one.
+    as `val_best/*` beside it. Nothing trained: the model as built, on test if there is one.
     The model is left holding the reported weights (the measure stage times it)."""
     split = "test" if built.evaluate_test is not None else "val"
     report_on = built.evaluate_test or built.evaluate
@@ -416,16 +416,13 @@ def evaluate_final(built: Built, fitted: Fitted) -> Final:
 
 
 def _best_epoch_metrics(built: Built, train: TrainResult, best_state: dict[str, Any]) -> dict[str, float]:
-    """`best/map50_95`, `best/map50`, `best/epoch` (1-based) of the epoch kept in best.pt."""
+    """`val_best/map50_95`, `val_best/map50`, `val_best/epoch` (1-based) of the epoch kept in best.pt."""
     if train.best_eval is not None:
         metrics = train.best_eval.metrics
     else:  # the best epoch was before a resume: evaluate it again
         built.model.load_state_dict(best_state["model"])
         metrics = built.evaluate(built.model)[0]
-    return {
-        "best/map50_95": float(metrics["map50_95"]), "best/map50": float(metrics["map50"]),
-        "best/epoch": float(best_state["epoch"] + 1),
-    }
+    return schema.val_best_metrics(metrics["map50_95"], metrics["map50"], best_state["epoch"] + 1)
 
 
 def measure(settings: Settings, built: Built) -> Measured:
@@ -439,19 +436,23 @@ def measure(settings: Settings, built: Built) -> Measured:
     return Measured(count_parameters(built.model), flops, flops_640, latency)
 
 
-def log_results(tracker: RunTracker, final: Final, fitted: Fitted, measured: Measured) -> dict[str, float]:
-    """Final metrics (and the split they were measured on), the best epoch's, latency tags,
-    COCO predictions/stats and the weights, onto the run."""
+def log_results(
+    tracker: RunTracker, final: Final, fitted: Fitted, measured: Measured, *, step: int
+) -> dict[str, float]:
+    """Final metrics under the names of store/schema.py (the COCO figures prefixed with the
+    split they were measured on, at the last epoch's `step`), the best epoch's, latency tags,
+    COCO predictions/stats and the weights, onto the run. Returns what was logged, plus the
+    COCO figures under their plain names (`map50_95`: what the sweep summary shows)."""
     result = final.result
     metrics = {
-        **{k: float(v) for k, v in result.metrics.items()},
+        **schema.evaluation_metrics(final.split, result.metrics),
         **final.best,
         **measured.metrics(),
         "eval_seconds": result.seconds,
         **{f"eval_seconds/{stage}": seconds for stage, seconds in result.stage_seconds.items()},
         **fitted.metrics(),
     }
-    tracker.log_metrics(metrics)
+    tracker.log_metrics(metrics, step=step)
     latency = measured.latency
     tracker.set_tags({
         "eval_split": final.split,
@@ -465,11 +466,12 @@ def log_results(tracker: RunTracker, final: Final, fitted: Fitted, measured: Mea
         if (fitted.weights_dir / name).exists():
             tracker.log_artifact(fitted.weights_dir / name, "weights")
     log.info(
-        "%s: mAP50 %.3f, mAP50-95 %.3f, %.2f M params, %.2f GFLOPs, %.1f ms (%s)",
-        final.split, metrics["map50"], metrics["map50_95"], metrics["params_m"], metrics["gflops"],
-        metrics["latency_ms"], latency.device,
+        "%s: mAP50 %.3f, mAP50-95 %.3f, %.2f M params, %.2f GFLOPs, quick latency %.1f ms (%s)",
+        final.split, result.metrics["map50"], result.metrics["map50_95"], metrics["params_m"],
+        metrics["gflops"], latency.median_ms, latency.device,
     )
     if final.best:
-        log.info("best epoch on val: %d (mAP50 %.3f, mAP50-95 %.3f)", final.best["best/epoch"],
-                 final.best["best/map50"], final.best["best/map50_95"])
-    return metrics
+        best = schema.VAL_BEST
+        log.info("best epoch on val: %d (mAP50 %.3f, mAP50-95 %.3f)", final.best[f"{best}/epoch"],
+                 final.best[f"{best}/map50"], final.best[f"{best}/map50_95"])
+    return {**{k: float(v) for k, v in result.metrics.items()}, **metrics}

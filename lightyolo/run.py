@@ -20,8 +20,8 @@ from lightyolo import hydra_searchpath, pipeline
 from lightyolo.cell_result import CellResult, take_sweep_failures
 from lightyolo.configs import GROUPS, ConfigPathError, config_dir, config_dirs, group_options
 from lightyolo.models.contracts import ContractError
-from lightyolo.settings import group_choices, run_name
-from lightyolo.tracking import check_experiment_name
+from lightyolo.settings import group_choices, run_name, tracking_uri
+from lightyolo.tracking import check_experiment_name, ensure_experiment, ui_link
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,24 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
-            return pipeline.run(cfg, output_dir=Path(hydra_cfg.runtime.output_dir)).metrics.get("map50_95")
+            result = pipeline.run(cfg, output_dir=Path(hydra_cfg.runtime.output_dir))
         # Bad input (a variant breaking the contract, a missing or malformed dataset file): one
         # line naming it, not Hydra's traceback; the pipeline has recorded the FAILED run.
         except (ContractError, ValueError, OSError) as error:
             log.debug("run failed", exc_info=True)
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
+        print(where_results_are(cfg, result), flush=True)
+        return result.metrics.get("map50_95")
     return run_cell(cfg, hydra_cfg)
+
+
+def where_results_are(cfg: DictConfig, result: pipeline.RunResult) -> str:
+    """A single run's last line: its MLflow run, where to look at it, and its files."""
+    uri = tracking_uri(cfg.mlflow.tracking_uri, HydraConfig.get().runtime.cwd)
+    link = ui_link(uri, ensure_experiment(uri, str(cfg.experiment)))
+    files = f"; files: {result.output_dir}" if result.output_dir else ""
+    return f"MLflow run {result.run_id} ({result.status}) in experiment {cfg.experiment!r}: {link}{files}"
 
 
 def run_cell(cfg: DictConfig, hydra_cfg: DictConfig) -> float | None:

@@ -36,14 +36,17 @@ from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_nam
 from lightyolo.pipeline import git_sha
 from lightyolo.run import cli, exit_on_bad_experiment  # the one CLI; run.py never imports this module
 from lightyolo.settings import tracking_uri
+from lightyolo.store.schema import (
+    SWEEP_BEST_CELL_TAG, SWEEP_BEST_MAP, SWEEP_CELLS, SWEEP_FAILED, SWEEP_SKIPPED, SWEEP_TRAINED,
+)
 from lightyolo.tracking import (
     MAX_PARAM_CHARS,
     PARENT_RUN_ENV,
     RunTracker,
     ensure_experiment,
-    experiment_ui_url,
     source_tags,
     start_sweep_run,
+    ui_link,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,6 @@ log = logging.getLogger(__name__)
 ENV_CELLS = "LIGHTYOLO_SWEEP_CELLS"
 ENV_START = "LIGHTYOLO_SWEEP_START"
 SUMMARY_ARTIFACT = "summary.txt"  # the end-of-sweep table, on the sweep's parent run
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 
 
 def sweep_grid(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict[str, str]:
@@ -106,14 +108,6 @@ def summary_table(results: list[CellResult], expected: int) -> str:
     if missing > 0:
         lines.append(f"{missing} cell(s) left no result (the job died before reporting)")
     return "\n".join(lines)
-
-
-def ui_link(uri: str, experiment_id: str) -> str:
-    """Where to look at the experiment: the tracking server's own UI, or for a local store
-    `mlflow ui` at its default address (with the command that serves it)."""
-    if uri.startswith(("http://", "https://")):
-        return experiment_ui_url(uri, experiment_id)
-    return f"{experiment_ui_url(LOCAL_UI, experiment_id)} (after: mlflow ui --backend-store-uri {uri})"
 
 
 class SweepCallback(Callback):
@@ -171,14 +165,43 @@ class SweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)  # a later run of this process is no cell of it
         print(f"\n{headline}")
         print(table, flush=True)
-        if self._parent is not None:
-            self._parent.log_text(f"{headline}\n{table}\n", SUMMARY_ARTIFACT)
-            bench_after_sweep(config, self._parent.tracking_uri, results)
-            self._parent.finish(
-                "failed" if failed else "completed",
-                error=f"{failed} of {expected} cells failed" if failed else None,
-            )
-            print(f"MLflow: {ui_link(self._parent.tracking_uri, self._experiment_id)}", flush=True)
+        if self._parent is None:
+            return
+        link = ui_link(self._parent.tracking_uri, self._experiment_id)
+        if results and not failed and all(r.status == "skipped" for r in results):
+            # A rerun of a finished grid: its cells stay under the sweep that trained them,
+            # and their bench figures stand; no empty parent run, no second bench stage.
+            self._parent.discard()
+            print(f"nothing to train: every cell had completed; MLflow: {link}", flush=True)
+            return
+        self._parent.log_text(f"{headline}\n{table}\n", SUMMARY_ARTIFACT)
+        summary, best_cell = sweep_summary(results, expected, failed)
+        self._parent.log_metrics(summary)
+        if best_cell:
+            self._parent.set_tags({SWEEP_BEST_CELL_TAG: best_cell})
+        bench_after_sweep(config, self._parent.tracking_uri, results)
+        self._parent.finish(
+            "failed" if failed else "completed",
+            error=f"{failed} of {expected} cells failed" if failed else None,
+        )
+        print(f"MLflow: {link}", flush=True)
+
+
+def sweep_summary(results: list[CellResult], expected: int, failed: int) -> tuple[dict[str, float], str | None]:
+    """The parent run's summary metrics (store/schema.py) and the name of the cell with the
+    best reported mAP50-95 among those this sweep trained (None if none has one)."""
+    summary = {
+        SWEEP_CELLS: float(expected),
+        SWEEP_TRAINED: float(sum(r.status == "completed" for r in results)),
+        SWEEP_SKIPPED: float(sum(r.status == "skipped" for r in results)),
+        SWEEP_FAILED: float(failed),
+    }
+    scored = [r for r in results if r.map50_95 is not None]
+    if not scored:
+        return summary, None
+    best = max(scored, key=lambda r: r.map50_95)
+    summary[SWEEP_BEST_MAP] = best.map50_95
+    return summary, best.cell.split(" #")[0]
 
 
 def bench_settings(stage: DictConfig) -> BenchSettings:
@@ -196,6 +219,10 @@ def bench_after_sweep(config: DictConfig, uri: str, results: list[CellResult]) -
     run_ids = tuple(r.run_id for r in results if r.run_id and r.status in ("completed", "skipped"))
     if not run_ids:
         log.warning("bench stage skipped: no completed cell in this sweep")
+        return
+    if not any(r.status == "completed" for r in results):
+        log.info("bench stage skipped: no cell was trained in this sweep, their figures stand "
+                 "(rerun it: python -m lightyolo.bench experiment=%s)", config.experiment)
         return
     try:
         settings = bench_settings(config.bench.stage)

@@ -155,6 +155,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """Where to look at an experiment: the tracking server's own UI, or for a local store
+    `mlflow ui` at its default address (with the command that serves it)."""
+    if uri.startswith(("http://", "https://")):
+        return experiment_ui_url(uri, experiment_id)
+    return f"{experiment_ui_url(LOCAL_UI, experiment_id)} (after: mlflow ui --backend-store-uri {uri})"
+
+
 def experiment_ui_url(ui_url: str, experiment_id: str) -> str:
     """The MLflow UI's page of an experiment's runs table, for a server or `mlflow ui` at
     `ui_url`. MLflow 3.17's UI lands on the GenAI overview unless its GenAI / Model training
@@ -400,6 +411,13 @@ class RunTracker:
                 self.run_id, status=RunStatus.to_string(terminal)
             )
 
+    def discard(self) -> None:
+        """End the run and delete it (MLflow's soft delete: gone from the UI and from searches)."""
+        with store_lock(self.tracking_uri):
+            client = _client(self.tracking_uri)
+            client.set_terminated(self.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+            client.delete_run(self.run_id)
+
 
 def start_sweep_run(
     tracking_uri: str,
@@ -417,17 +435,26 @@ def start_sweep_run(
     )
 
 
-def newest_sweep_run_id(tracking_uri: str, experiment: str) -> str | None:
-    """The id of the experiment's newest sweep parent run (to hang a report under), or None."""
+def sweep_parent_run(tracking_uri: str, experiment: str, sweep_id: str) -> tuple[str, str] | None:
+    """(run id, run name) of the parent run of the sweep `sweep_id` (its directory), or None."""
+    found = [run for run in _runs_of_kind(tracking_uri, experiment, SWEEP_KIND) if run.data.tags.get("sweep_id") == sweep_id]
+    return (found[0].info.run_id, found[0].info.run_name) if found else None
+
+
+def runs_named(tracking_uri: str, experiment: str, run_name: str, kind: str) -> list[str]:
+    """Ids of the live runs of `experiment` named `run_name` whose tag `kind` is `kind`."""
+    return [run.info.run_id for run in _runs_of_kind(tracking_uri, experiment, kind) if run.info.run_name == run_name]
+
+
+def _runs_of_kind(tracking_uri: str, experiment: str, kind: str) -> list[Any]:
+    """Live runs with tag `kind` (one of this module's constants: no quoting needed), newest
+    first; names and paths are compared here, not inside MLflow's filter language."""
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        return None
-    found = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.{KIND_TAG} = '{SWEEP_KIND}'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )
-    return found[0].info.run_id if found else None
+        return []
+    return list(client.search_runs([exp.experiment_id], filter_string=f"tags.{KIND_TAG} = '{kind}'",
+                                   order_by=["attributes.start_time DESC"], max_results=1000))
 
 
 def log_onnx_model(tracking_uri: str, run_id: str, path: str | Path, *, name: str = "model") -> str:

@@ -177,4 +177,4 @@ def test_a_run_on_a_folder_with_a_truncated_jpeg_completes_and_tags_the_issue(tm
     run = runs_frame(uri, "bad_files").set_index("run_id").loc[result.run_id]
     assert run["tags.status"] == "completed"
     assert json.loads(run["tags.data_issues"]) == {"train/truncated_image": 1, "val/truncated_image": 1}
-    assert np.isfinite(run["metrics.map50_95"])
+    assert np.isfinite(run["metrics.val/map50_95"])

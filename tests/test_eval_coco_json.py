@@ -94,7 +94,7 @@ def test_one_epoch_from_the_coco_json_runs_and_logs_coco_stats(tmp_path):
     assert result.status == "completed"
     run = runs_frame(cfg.mlflow.tracking_uri, "lightyolo").iloc[0]
     assert run["tags.status"] == "completed" and run["tags.dataset"] == "coco128_json"
-    assert 0.0 <= run["metrics.map50_95"] <= run["metrics.map50"] <= 1.0
+    assert 0.0 <= run["metrics.val/map50_95"] <= run["metrics.val/map50"] <= 1.0
     # 80 COCO classes: yolov5n's 1,757,152 without Detect, plus its 80-class Detect convs
     assert run["metrics.params"] == 1_757_152 + 3 * 85 * (64 + 128 + 256) + 3 * 3 * 85
     store = Path(cfg.mlflow.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts" / "lightyolo"

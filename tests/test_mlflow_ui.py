@@ -89,7 +89,7 @@ def test_the_ui_shows_the_sweep_with_its_cells_and_their_map(
     for name in CELLS:
         row_id = page.get_by_role("row").filter(has_text=name).get_attribute("row-id")
         shown = " ".join(page.locator(f'[role=row][row-id="{row_id}"]').all_inner_texts()).split()
-        assert ui_number(cells.loc[name, "metrics.map50_95"]) in shown  # the mAP50-95 column
+        assert ui_number(cells.loc[name, "metrics.test/map50_95"]) in shown  # the mAP50-95 column
         text = " ".join(shown)
         assert f"{cells.loc[name, 'tags.dataset']} (" in text  # the Dataset column: name (digest)
         assert "lightyolo.run" in text  # the Source column (mlflow.source.name)

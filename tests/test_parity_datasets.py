@@ -100,10 +100,10 @@ def _evaluated(tmp_path: Path, dataset: list[str]) -> pd.Series:
 def test_data_yaml_evaluates_yolov5n_to_the_map_of_dataset_coco128(user_layouts, tmp_path):
     ours = _evaluated(tmp_path / "yaml", ["dataset=yolo", f"dataset.yaml={user_layouts['data_yaml']}"])
     builtin = _evaluated(tmp_path / "builtin", ["dataset=coco128", f"dataset.root={COCO128}"])
-    assert ours["metrics.map50_95"] == builtin["metrics.map50_95"]
-    assert ours["metrics.map50"] == builtin["metrics.map50"]
-    assert ours["metrics.map50_95"] == pytest.approx(0.367, abs=0.01)
-    assert np.isfinite(ours["metrics.map75"])
+    assert ours["metrics.val/map50_95"] == builtin["metrics.val/map50_95"]
+    assert ours["metrics.val/map50"] == builtin["metrics.val/map50"]
+    assert ours["metrics.val/map50_95"] == pytest.approx(0.367, abs=0.01)
+    assert np.isfinite(ours["metrics.val/map75"])
 
 
 @pytest.mark.slow
@@ -113,8 +113,8 @@ def test_cocos_own_layout_evaluates_yolov5n_to_the_coco_json_figures(user_layout
                                             f"dataset.cache_dir={user_layouts['cache']}"])
     builtin = _evaluated(tmp_path / "builtin", ["dataset=coco128_json", f"dataset.root={COCO128}",
                                                 f"dataset.cache_dir={user_layouts['cache']}"])
-    assert ours["metrics.map50_95"] == builtin["metrics.map50_95"]
-    assert ours["metrics.map50"] == builtin["metrics.map50"]
+    assert ours["metrics.val/map50_95"] == builtin["metrics.val/map50_95"]
+    assert ours["metrics.val/map50"] == builtin["metrics.val/map50"]
     # YOLOv5's val.py: 0.370 / 0.576 (shared/data/coco128/README.md); same tolerance as test_eval_coco_json
-    assert ours["metrics.map50_95"] == pytest.approx(0.370, abs=0.01)
-    assert ours["metrics.map50"] == pytest.approx(0.576, abs=0.01)
+    assert ours["metrics.val/map50_95"] == pytest.approx(0.370, abs=0.01)
+    assert ours["metrics.val/map50"] == pytest.approx(0.576, abs=0.01)

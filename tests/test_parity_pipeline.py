@@ -62,8 +62,8 @@ def test_evaluating_yolov5n_at_640_logs_yolov5s_coco128_map(evaluated_checkpoint
     run = evaluated_checkpoint[640]
     assert run["tags.status"] == "completed"
     assert run["tags.weights_transferred"].startswith("loaded 349/349 tensors from a yolov5 state_dict")
-    assert run["metrics.map50_95"] == pytest.approx(0.367, abs=0.01)
-    assert run["metrics.map50"] == pytest.approx(0.571, abs=0.01)
+    assert run["metrics.val/map50_95"] == pytest.approx(0.367, abs=0.01)
+    assert run["metrics.val/map50"] == pytest.approx(0.571, abs=0.01)
     assert run["metrics.train_seconds"] == 0.0  # epochs=0: evaluated, not trained
 
 
@@ -72,8 +72,8 @@ def test_evaluating_yolov5n_at_640_logs_yolov5s_coco128_map(evaluated_checkpoint
 def test_evaluating_yolov5n_at_320_runs_and_scores_lower_than_at_640(evaluated_checkpoint):
     at_320, at_640 = evaluated_checkpoint[320], evaluated_checkpoint[640]
     assert at_320["tags.status"] == "completed"
-    assert 0.1 < at_320["metrics.map50_95"] < at_640["metrics.map50_95"]
-    assert 0.1 < at_320["metrics.map50"] < at_640["metrics.map50"]
+    assert 0.1 < at_320["metrics.val/map50_95"] < at_640["metrics.val/map50_95"]
+    assert 0.1 < at_320["metrics.val/map50"] < at_640["metrics.val/map50"]
     assert at_320["metrics.gflops"] == pytest.approx(at_640["metrics.gflops"] / 4, rel=1e-3)
 
 
@@ -86,7 +86,7 @@ def test_one_epoch_of_fine_tuning_at_320_keeps_map_above_0_2(tmp_path: Path):
     run = logged_run(uri, result.run_id)
     assert run["tags.status"] == "completed"
     assert run["metrics.train_seconds"] > 0
-    assert run["metrics.map50_95"] > 0.2
+    assert run["metrics.val/map50_95"] > 0.2
 
 
 @pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")

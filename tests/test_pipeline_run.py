@@ -18,8 +18,8 @@ from lightyolo.tracking import metric_history, runs_frame
 from conftest import REPO
 
 SCHEMA_METRICS = {
-    "map50", "map50_95", "map_small", "map_medium", "map_large", "params_m", "gflops",
-    "latency_ms", "latency_p90_ms", "fps", "train_seconds", "train_images_per_s",
+    "test/map50", "test/map50_95", "test/map_small", "test/map_medium", "test/map_large", "params_m", "gflops",
+    "quick/latency_ms", "quick/latency_p90_ms", "quick/fps", "train_seconds", "train_images_per_s",
 }
 SCHEMA_TAGS = {
     "backbone", "neck", "operator", "dataset", "seed", "config_hash", "sweep_id", "status",
@@ -43,12 +43,12 @@ def test_tiny_run_logs_every_schema_metric_tag_and_artifact(tiny_config, tmp_pat
     assert run["tags.dataset"] == "shapes"
     for key in SCHEMA_METRICS:
         assert run[f"metrics.{key}"] == pytest.approx(result.metrics[key])
-    assert 0.0 <= run["metrics.map50_95"] <= run["metrics.map50"] <= 1.0
+    assert 0.0 <= run["metrics.test/map50_95"] <= run["metrics.test/map50"] <= 1.0
     nc = instantiate(cfg.dataset).nc
     # yolov5n without its 80-class Detect convs (1,757,152), plus 3·(5+nc) outputs per level from 64/128/256 channels.
     detect = 3 * (5 + nc) * (64 + 128 + 256) + 3 * 3 * (5 + nc)  # weights + biases
     assert run["metrics.params"] == 1_757_152 + detect
-    assert run["metrics.gflops"] > 0 and run["metrics.latency_ms"] > 0
+    assert run["metrics.gflops"] > 0 and run["metrics.quick/latency_ms"] > 0
     stages = [run[f"metrics.eval_seconds/{stage}"] for stage in STAGES]
     assert min(stages) >= 0 and sum(stages) <= run["metrics.eval_seconds"]
     assert run["params.train.img_size"] == "64" and run["params.model.scale"] == "n"

@@ -34,9 +34,9 @@ def test_with_a_test_split_the_best_val_epoch_is_reported_on_test(tiny_config) -
     run = logged_run(cfg)
     assert run["tags.eval_split"] == "test"
     best = load_checkpoint(Path(run["tags.output_dir"]) / "weights" / "best.pt")
-    assert run["metrics.best/epoch"] == best["epoch"] + 1
+    assert run["metrics.val_best/epoch"] == best["epoch"] + 1
     val = dict(metric_history(cfg.mlflow.tracking_uri, result.run_id, "val/map50_95"))
-    assert run["metrics.best/map50_95"] == pytest.approx(val[best["epoch"] + 1])
+    assert run["metrics.val_best/map50_95"] == pytest.approx(val[best["epoch"] + 1])
 
     # An independent evaluation of best.pt on the test split gives the reported figures.
     settings = resolve(cfg)
@@ -68,8 +68,8 @@ def test_without_a_test_split_the_final_epoch_is_reported_on_val(tiny_config) ->
     assert run["tags.eval_split"] == "val"
     val = dict(metric_history(cfg.mlflow.tracking_uri, result.run_id, "val/map50_95"))
     assert result.metrics["map50_95"] == pytest.approx(val[2])  # the last epoch, not the best
-    assert run["metrics.best/map50_95"] == pytest.approx(max(val.values()))
-    assert run["metrics.best/epoch"] in (1.0, 2.0)
+    assert run["metrics.val_best/map50_95"] == pytest.approx(max(val.values()))
+    assert run["metrics.val_best/epoch"] in (1.0, 2.0)
 
 
 def test_ground_truth_for_a_split_the_dataset_lacks_names_it(tiny_config) -> None:

@@ -260,8 +260,9 @@ def test_cli_subprocess_writes_the_same_table_and_logs_a_report_run(store, repor
     pd.testing.assert_frame_equal(
         pd.read_csv(written / "ablation.csv"), pd.read_csv(report.variants_csv)
     )
+    # The second report replaced the first: one report run per experiment (no sweep here).
     reports = tracking.runs_frame(uri, EXPERIMENT).query("`tags.kind` == 'report'")
-    assert len(reports) == 2 and set(reports["run_name"]) == {"report"}
+    assert list(reports["run_name"]) == [f"report-{EXPERIMENT}"]
 
 
 def test_experiment_without_runs_is_one_line_and_nonzero(store, capsys) -> None:

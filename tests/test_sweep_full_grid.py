@@ -30,7 +30,7 @@ def test_all_sixteen_cells_train_evaluate_and_log(tmp_path: Path) -> None:
     assert len(runs) == 16 and (runs["tags.status"] == "completed").all()
     cells = set(zip(runs["tags.backbone"], runs["tags.neck"], runs["tags.operator"]))
     assert len(cells) == 16
-    for metric in ("params", "gflops", "latency_ms", "map50_95"):
+    for metric in ("params", "gflops", "quick/latency_ms", "test/map50_95"):
         assert runs[f"metrics.{metric}"].notna().all(), metric
-    assert (runs["metrics.gflops"] > 0).all() and (runs["metrics.latency_ms"] > 0).all()
+    assert (runs["metrics.gflops"] > 0).all() and (runs["metrics.quick/latency_ms"] > 0).all()
     assert "16/16 cells ok" in proc.stdout

@@ -25,7 +25,8 @@ from lightyolo.tracking import (
     check_experiment_name,
     ensure_experiment,
     log_onnx_model,
-    newest_sweep_run_id,
+    runs_named,
+    sweep_parent_run,
     owner_is_alive,
     owner_tags,
     pid_alive,
@@ -90,15 +91,21 @@ def test_cells_nest_under_the_sweep_run_and_the_summary_lands_on_it(store: str, 
     assert runs.loc["single"].isna()["tags.mlflow.parentRunId"]
     assert runs.loc["sweep-smoke", "tags.kind"] == "sweep"
     assert runs.loc["sweep-smoke", "params.overrides"] == "neck=pan,slim"
-    assert newest_sweep_run_id(store, exp) == sweep.run_id
+    assert sweep_parent_run(store, exp, "s1") == (sweep.run_id, "sweep-smoke")
+    assert sweep_parent_run(store, exp, "s2") is None
     local = MlflowClient(store).download_artifacts(sweep.run_id, "summary.txt")
     assert "mAP50-95" in Path(local).read_text()
 
 
-def test_no_sweep_run_means_no_parent(store: str, exp: str) -> None:
-    assert newest_sweep_run_id(store, exp) is None
-    RunTracker.start(store, exp, run_name="single", tags={}, params={})
-    assert newest_sweep_run_id(store, exp) is None
+def test_runs_are_found_by_name_and_kind(store: str, exp: str) -> None:
+    assert runs_named(store, exp, "report-x", "report") == []
+    first = RunTracker.start(store, exp, run_name="report-x", tags={"kind": "report"}, params={})
+    RunTracker.start(store, exp, run_name="report-x", tags={}, params={})  # no report
+    RunTracker.start(store, exp, run_name="report-y's", tags={"kind": "report"}, params={})
+    assert runs_named(store, exp, "report-x", "report") == [first.run_id]
+    assert len(runs_named(store, exp, "report-y's", "report")) == 1
+    first.discard()
+    assert runs_named(store, exp, "report-x", "report") == []
 
 
 def test_the_dataset_is_an_input_of_the_run(store: str, exp: str, tmp_path: Path) -> None:

@@ -106,12 +106,13 @@ def coco_evaluate(gt: dict, detections: list[dict]) -> CocoStats:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    # pycocotools' 12-line printout only at DEBUG (`hydra.verbose=lightyolo.eval.coco`); one line here.
     for line in printed.getvalue().splitlines():
-        if line.startswith(" Average"):
-            log.info(line.strip())
-        else:
-            log.debug(line)
-    return CocoStats.from_stats([float(value) for value in evaluator.stats])
+        log.debug(line)
+    stats = CocoStats.from_stats([float(value) for value in evaluator.stats])
+    log.info("COCO eval: mAP50-95 %.4f, mAP50 %.4f (%d images, %d detections)",
+             stats.map50_95, stats.map50, len(gt["images"]), len(detections))
+    return stats
 
 
 def _check_ground_truth(gt: dict) -> None:

@@ -81,8 +81,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         loaded = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:  # torch raises UnpicklingError or RuntimeError for pickled objects
         raise ValueError(
-            f"{path}: not a weights-only state_dict (full YOLOv5 .pt checkpoints pickle the model; "
-            f"save its model.float().state_dict() instead): {str(error).splitlines()[0]}"
+            f"{path}: not a weights-only state_dict (a YOLOv5 .pt checkpoint pickles the model; convert "
+            f"it: python -m lightyolo.import_yolov5 src={path} out=<file>): {str(error).splitlines()[0]}"
         ) from error
     if isinstance(loaded, dict):
         for key in CHECKPOINT_KEYS:

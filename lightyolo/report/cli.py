@@ -2,10 +2,11 @@
 
 Reads the runs back from the tracking store alone (design.md: the report never retrains),
 writes `<out>/<experiment>/ablation.md`, `ablation.csv` (one row per variant), `runs.csv`
-(one row per run) and the tradeoff PNGs, and logs them as artifacts of a run named `report`
-(tag kind=report) in the same experiment. When the experiment holds a sweep, the report run
-is nested under the newest sweep's parent run, and the files are logged on that parent run
-too (`report/`), beside its summary table.
+(one row per run) and the tradeoff PNGs, and logs them as artifacts of a report run (tag
+kind=report) in the same experiment. When every reported run comes from one sweep, the report
+run is named after that sweep and nested under its parent run, whose artifacts get the files
+too (`report/`, beside its summary table); otherwise it is `report-<experiment>`, at the top.
+A report run replaces the earlier one of the same name: one per sweep or experiment.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
         ),
         encoding="utf-8",
     )
-    _log_report_run(uri, experiment, baseline, files)
+    _log_report_run(uri, experiment, baseline, files, set(runs["sweep_id"].dropna()))
     return files
 
 
@@ -135,12 +136,15 @@ def runs_with_use(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _log_report_run(uri: str, experiment: str, baseline: Baseline, files: ReportFiles) -> None:
-    """The report as a run of its own (under the newest sweep, when there is one), and its
-    files on that sweep's parent run as well."""
-    sweep_run_id = tracking.newest_sweep_run_id(uri, experiment)
+def _log_report_run(uri: str, experiment: str, baseline: Baseline, files: ReportFiles, sweeps: set[str]) -> None:
+    """The report as a run of its own, replacing the earlier one of its name: under the sweep
+    its runs came from (and its files on that sweep's parent run too), else at the top."""
+    parent = tracking.sweep_parent_run(uri, experiment, next(iter(sweeps))) if len(sweeps) == 1 else None
+    sweep_run_id, name = (parent[0], f"report-{parent[1]}") if parent else (None, f"report-{experiment}")
+    for earlier in tracking.runs_named(uri, experiment, name, REPORT_KIND):
+        tracking.RunTracker(uri, earlier).discard()
     tracker = tracking.RunTracker.start(
-        uri, experiment, run_name="report", tags={tracking.KIND_TAG: REPORT_KIND},
+        uri, experiment, run_name=name, tags={tracking.KIND_TAG: REPORT_KIND},
         params={"baseline": str(baseline)}, parent_run_id=sweep_run_id,
     )
     targets = [tracker] + ([tracking.RunTracker(uri, sweep_run_id)] if sweep_run_id else [])

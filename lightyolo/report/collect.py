@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lightyolo import identity, tracking
+from lightyolo.store import schema
 
 # The coordinates of a variant: one row of the main table per distinct value.
 VARIANT_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "scale", "img_size", "dataset")
@@ -68,8 +69,8 @@ RUN_FIELDS: dict[str, tuple[str, ...]] = {
     "reuse_across_code": ("tags.reuse_across_code", "params.reuse_across_code"),
     "eval_split": ("tags.eval_split",),
     "data_issues": ("tags.data_issues",),
-    "best_map50_95": ("metrics.best/map50_95",),
-    "best_epoch": ("metrics.best/epoch",),
+    "best_map50_95": (f"metrics.{schema.VAL_BEST}/map50_95", "metrics.best/map50_95"),
+    "best_epoch": (f"metrics.{schema.VAL_BEST}/epoch", "metrics.best/epoch"),
 }
 
 # Identity parts logged as tags (identity.py), and what a row's recipe calls them.
@@ -163,8 +164,7 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     runs["val_is_train"] = [_val_is_train(row) for _, row in raw.iterrows()]
     runs["requested_cells"] = [requested.get(sweep, frozenset()) for sweep in runs["sweep_id"]]
     for metric in FINAL_METRICS:
-        column = f"metrics.{metric}"
-        runs[metric] = raw[column].astype(float) if column in raw else np.nan
+        runs[metric] = _reported_metric(raw, metric)
     for method in bench_methods(raw.columns):
         for part in BENCH_PARTS:
             column = f"metrics.bench/{method}/{part}"
@@ -260,6 +260,19 @@ def recipe_differences(items: list[dict[str, str]]) -> list[str]:
     keys = sorted({k for recipe in items for k in recipe})
     differing = [k for k in keys if len({recipe.get(k) for recipe in items}) > 1]
     return [", ".join(f"{k}={recipe.get(k, '∅')}" for k in differing) for recipe in items]
+
+
+def _reported_metric(raw: pd.DataFrame, metric: str) -> pd.Series:
+    """Each run's reported `metric`, from the first of its names (store/schema.py) it logged."""
+    splits = raw.get(f"tags.{schema.EVAL_SPLIT_TAG}", pd.Series(None, index=raw.index))
+    values = pd.Series(np.nan, index=raw.index, dtype=float)
+    for split in [None, *sorted(splits.dropna().unique())]:
+        rows = splits.isna() if split is None else splits == split
+        for name in schema.reported_metric_sources(metric, split):
+            column = f"metrics.{name}"
+            if column in raw:
+                values = values.where(~(rows & values.isna()), raw[column].astype(float))
+    return values
 
 
 def _status(row: pd.Series) -> str:

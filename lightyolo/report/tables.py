@@ -210,7 +210,7 @@ def _split_notes(runs: pd.DataFrame) -> list[str]:
     else:
         split = "val (also used for model selection: the best epoch is picked on it)"
     if done["best_map50_95"].notna().any():
-        split += "; the best epoch's val mAP is logged apart as `best/map50_95`"
+        split += "; the best epoch's val mAP is logged apart as `val_best/map50_95`"
     notes = [f"- **Reported split**: {split}."]
     if done["val_is_train"].any():
         notes.append(

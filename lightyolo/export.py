@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -174,7 +175,12 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     deployed = DecodedOutput(fuse_batchnorm(model)).to("cpu", memory_format=torch.contiguous_format)
     example = torch.zeros(1, 3, img, img)
-    with torch.inference_mode():
+    # The TorchScript exporter is chosen on purpose (design: it traces the eval forward, needs
+    # no onnxscript, and takes Involution's graph); torch 2.9+ announces its deprecation on
+    # every call, which says nothing to a user of this command.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
         torch.onnx.export(
             deployed,
             (example,),

@@ -38,11 +38,13 @@ class RunIdentity:
     tracking_uri: str
     launch_dir: Path
     heartbeat_timeout_s: float  # a RUNNING run silent for longer is taken to be cut off
+    evaluate_only: bool = False  # train.epochs=0: the run evaluates weights, it trains nothing
 
     @property
     def name(self) -> str:
-        """The MLflow run name: `<backbone>-<neck>-<operator>-s<seed>`."""
-        return run_name(self.choices, self.seed)
+        """The MLflow run name: `<backbone>-<neck>-<operator>-s<seed>`, `-eval` added for a
+        run that only evaluates (`train.epochs=0`), so it is never taken for a trained cell."""
+        return run_name(self.choices, self.seed) + ("-eval" if self.evaluate_only else "")
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def resolve(cfg: DictConfig) -> Settings:
             tracking_uri=config["mlflow"]["tracking_uri"],
             launch_dir=launch_dir(cfg),
             heartbeat_timeout_s=float(config["mlflow"].get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S),
+            evaluate_only=train["epochs"] == 0,
         ),
         execution=ExecutionSettings(
             device=str(train["device"]),

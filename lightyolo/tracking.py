@@ -31,6 +31,8 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunS
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from lightyolo.store import schema
+
 log = logging.getLogger(__name__)
 # MLflow announces a new SQLite store's migrations on stderr; a bad-input error must stay one line.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -50,6 +52,11 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # 3.17 UI still lands where its per-browser GenAI / Model training switch says: see
 # experiment_ui_url for a link that opens the runs table.
 TRAINING_KIND = "custom_model_development"
+# The runs-table view a printed UI link opens: MLflow's shared view state, an experiment tag
+# `mlflow.sharedViewState.<key>` that a `viewStateShareKey=<key>` link applies.
+SHARED_VIEW_KEY = "lightyolo"
+SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
+SHARED_VIEW_PARAM = "viewStateShareKey"
 GROUP_PARAMS = ("backbone", "neck", "operator", "dataset")
 DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36)
 # Ownership of a running cell (tags): a rerun leaves a RUNNING run alone while its owner lives.
@@ -128,18 +135,36 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
     For a SQLite store the artifacts go to `mlartifacts/<name>/` beside the database.
     """
     check_experiment_name(name)
+    wanted = {EXPERIMENT_KIND_TAG: TRAINING_KIND, SHARED_VIEW_TAG: headline_view_state()}
     with store_lock(tracking_uri):
         client = _client(tracking_uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
-            if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
-                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            for key, value in wanted.items():
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         db = sqlite_path(tracking_uri)
         location = (db.parent / "mlartifacts" / name).as_uri() if db is not None else None
-        return client.create_experiment(
-            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
-        )
+        return client.create_experiment(name, artifact_location=location, tags=wanted)
+
+
+def headline_view_state() -> str:
+    """The runs-table view that lightyolo's UI links open (MLflow's shared view state, kept as
+    an experiment tag): the answer's columns shown from the start, mAP by split first."""
+    metrics = [schema.split_metric("test", "map50_95"), schema.split_metric("test", "map50"), "params_m",
+               "gflops_640", f"{schema.QUICK}/latency_ms", schema.split_metric("val", "map50_95")]
+    columns = [*(f"metrics.`{name}`" for name in metrics), *(f"attributes.`{name}`" for name in ("Dataset", "Source", "Models"))]
+    state = {
+        "selectedColumns": columns, "columnOrder": columns,
+        "columnWidths": {f"metrics.`{name}`": 140 for name in metrics},  # the names fit "runsExpanded": {}, "runsPinned": [], "runsHidden": [],
+        "runsVisibilityMap": {}, "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
+        "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {}, "autoRefreshEnabled": True,
+        "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs", "searchFilter": "",
+    }
+    return json.dumps(state, sort_keys=True)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -171,7 +196,8 @@ def experiment_ui_url(ui_url: str, experiment_id: str) -> str:
     `ui_url`. MLflow 3.17's UI lands on the GenAI overview unless its GenAI / Model training
     switch (kept per browser) says otherwise; `workflowType=machine_learning` in the link does,
     so a printed link opens on the runs whatever the browser last chose."""
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&{SHARED_VIEW_PARAM}={SHARED_VIEW_KEY}")
 
 
 def cell_params(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:

@@ -63,7 +63,7 @@ def test_markdown_states_each_method_in_full_and_labels_the_quick_figure(report)
     _, files, _ = report
     markdown = files.markdown.read_text()
     conventions = markdown.split("## Main table")[0]
-    assert "**Quick latency** (`latency_ms`, a **quick figure**" in conventions
+    assert "**Quick latency** (`quick/latency_ms`, a **quick figure**" in conventions
     assert "BatchNorm unfused" in conventions
     for method in METHODS:
         line = next(l for l in conventions.splitlines() if l.startswith(f"- **Latency `{method}`**"))

@@ -17,7 +17,7 @@ def test_the_grid_is_the_sweep_files_params_with_the_command_lines_sweeps() -> N
 
 def test_the_ui_link_is_the_servers_or_mlflow_ui_for_a_local_store() -> None:
     assert ui_link("http://10.0.0.5:5000", "7") == (
-        "http://10.0.0.5:5000/#/experiments/7/runs?workflowType=machine_learning"
+        "http://10.0.0.5:5000/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=lightyolo"
     )
     local = ui_link("sqlite:////data/mlflow.db", "3")
     assert local.startswith("http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning")

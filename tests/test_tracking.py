@@ -58,6 +58,17 @@ def test_experiments_open_on_the_training_view_new_and_old_ones(store: str, exp:
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def test_experiments_carry_the_view_that_shows_the_answer_first(store: str, exp: str) -> None:
+    """The shared view state a printed UI link opens: the test mAP column first, then size,
+    compute and the quick latency, as the UI's column ids."""
+    experiment = MlflowClient(store).get_experiment(ensure_experiment(store, exp))
+    state = json.loads(experiment.tags["mlflow.sharedViewState.lightyolo"])
+    assert state["selectedColumns"][:5] == [
+        "metrics.`test/map50_95`", "metrics.`test/map50`", "metrics.`params_m`", "metrics.`gflops_640`",
+        "metrics.`quick/latency_ms`",
+    ]
+
+
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", "", "  ", "a\\b"])
 def test_experiment_names_that_would_leave_the_artifact_root_are_refused(
     tmp_path: Path, name: str

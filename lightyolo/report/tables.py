@@ -92,7 +92,7 @@ def conventions_block(
         f"**image size**: {_distinct(runs['img_size'])}; **scale**: {_distinct(runs['scale'])}.",
         "- **mAP**: COCO mAP (pycocotools) in points; mAP50-95 averages IoU 0.50:0.95.",
         f"- **FLOPs**: {FLOPS_CONVENTION}.",
-        f"- **Quick latency** (`latency_ms`, {QUICK_LATENCY}): median over "
+        f"- **Quick latency** (`quick/latency_ms`, {QUICK_LATENCY}): median over "
         f"{_distinct(runs['bench_iters'])} timed iterations after "
         f"{_distinct(runs['bench_warmup'])} warm-up, batch {_distinct(runs['latency_batch'])}, "
         f"{_distinct(runs['latency_threads'])} threads, on {_distinct(runs['latency_device'])}"

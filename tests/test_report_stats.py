@@ -33,17 +33,35 @@ def test_paired_when_the_seeds_match_equals_scipy() -> None:
     assert c.ci_high - c.ci_low == pytest.approx(2 * half)
 
 
-def test_welch_when_the_seeds_differ_equals_scipy() -> None:
+def test_differing_seed_sets_pair_on_the_common_seeds() -> None:
     variant = {0: 29.0, 1: 30.5, 2: 29.8, 3: 30.0}
-    baseline = {0: 30.1, 1: 31.0}
+    baseline = {0: 30.1, 1: 31.0, 2: 30.2}
     c = stats.compare_seeds(variant, baseline)
-    expected = scipy_stats.ttest_ind(list(variant.values()), list(baseline.values()),
-                                     equal_var=False)
-    interval = expected.confidence_interval(0.95)
-    assert c.test == "Welch t"
-    assert (c.ci_low, c.ci_high, c.p_value) == pytest.approx(
-        (interval.low, interval.high, expected.pvalue))
-    assert c.detectable > 0
+    expected = scipy_stats.ttest_rel([29.0, 30.5, 29.8], [30.1, 31.0, 30.2])
+    assert c.test == "paired t" and c.n_pairs == 3 and (c.n_variant, c.n_baseline) == (4, 3)
+    assert c.p_value == pytest.approx(expected.pvalue)
+
+
+def test_unpaired_is_welchs_statistic_with_hsus_conservative_df() -> None:
+    variant = {0: 29.0, 1: 30.5, 2: 29.8, 3: 30.0}
+    baseline = {10: 30.1, 11: 31.0, 12: 31.4}  # no common seed
+    c = stats.compare_seeds(variant, baseline)
+    welch = scipy_stats.ttest_ind(list(variant.values()), list(baseline.values()), equal_var=False)
+    x, y = np.array(list(variant.values())), np.array(list(baseline.values()))
+    se = math.sqrt(x.var(ddof=1) / 4 + y.var(ddof=1) / 3)
+    assert c.test == stats.UNPAIRED and c.df == 2  # min(4, 3) − 1
+    assert (c.delta / c.se) == pytest.approx(welch.statistic)
+    assert c.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(welch.statistic), 2))
+    assert c.p_value > welch.pvalue  # never more liberal than Welch's own df
+    half = scipy_stats.t.ppf(0.975, 2) * se
+    assert (c.ci_low, c.ci_high) == pytest.approx((c.delta - half, c.delta + half))
+
+
+def test_unseeded_runs_never_pair() -> None:
+    runs = pd.DataFrame({"seed": [pd.NA, pd.NA], "run_id": ["a", "b"]})
+    from lightyolo.report.aggregate import seed_keys
+    keys = seed_keys(runs)
+    assert len(set(keys)) == 2 and not set(keys) & set(seed_keys(runs.assign(run_id=["c", "d"])))
 
 
 def test_one_seed_is_spread_unknown() -> None:
@@ -64,28 +82,35 @@ def test_holm_equals_statsmodels_and_keeps_nan() -> None:
         assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1])
 
 
-def test_words_follow_the_interval() -> None:
-    worse = stats.Comparison(-1.2, -2.0, -0.4, 0.001, "paired t", 3, 3, 0.9)
-    assert stats.verdict(worse, 0.003) == "worse by 1.2 pts [-2.0, -0.4]"
-    same = stats.Comparison(0.1, -0.8, 1.1, 0.6, "paired t", 3, 3, 1.5)
-    assert stats.verdict(same, 0.9).startswith("no difference detectable with 3 seeds: [-0.8, +1.1]")
-    assert "detect ≥ 1.5 pts at 80 % power" in stats.verdict(same, 0.9)
-    corrected = stats.Comparison(1.0, 0.1, 1.9, 0.04, "paired t", 3, 3, 0.9)
+def test_words_follow_the_adjusted_interval() -> None:
+    se = 1.2 / scipy_stats.t.ppf(1 - 0.001 / 2, 2)  # the se that gives p = 0.001 at 2 df
+    worse = stats.Comparison(-1.2, -2.0, -0.4, 0.001, "paired t", 3, 3, 0.9, se=se, df=2)
+    assert stats.verdict(worse, 0.003).startswith("worse by 1.2 pts [")
+    same = stats.Comparison(0.1, -0.8, 1.1, 0.6, "paired t", 3, 3, 1.5, se=0.22, df=2)
+    text = stats.verdict(same, 0.9, margin=1.0, seeds_needed=7)
+    assert text.startswith("undecided with 3 seeds (not enough seeds)")
+    assert "detect ≥ 1.5 pts at 80 % power after Holm" in text and "≈ 7 seeds per side would detect 1.0 pts" in text
+    corrected = stats.Comparison(1.0, 0.1, 1.9, 0.04, "paired t", 3, 3, 0.9, se=0.21, df=2)
     assert not stats.is_significant(corrected, 0.12)
-    assert "not significant after Holm" in stats.verdict(corrected, 0.12)
+    words = stats.verdict(corrected, 0.12)
+    assert "not significant after Holm" in words
+    assert "better" not in words and "worse" not in words  # no direction without significance
+    tight = stats.Comparison(0.1, -0.2, 0.4, 0.5, "paired t", 8, 8, 0.5, se=0.1, df=7)
+    assert stats.verdict(tight, 0.5, margin=1.0).startswith("no difference larger than ±1.0 pts")
 
 
-def test_detectable_effect_is_statsmodels_power_times_the_sd() -> None:
-    from statsmodels.stats.power import TTestPower
-    variant, baseline = {0: 1.0, 1: 2.0, 2: 4.0}, {0: 0.0, 1: 0.0, 2: 0.0}
-    c = stats.compare_seeds(variant, baseline)
-    d = TTestPower().solve_power(nobs=3, alpha=0.05, power=0.8)
-    assert c.detectable == pytest.approx(d * np.std([1.0, 2.0, 4.0], ddof=1))
-    # At that effect size, the t test's power is 80 %: check by the noncentral t.
-    df, nc = 2, d * math.sqrt(3)
-    crit = scipy_stats.t.ppf(0.975, df)
-    power = scipy_stats.nct.sf(crit, df, nc) + scipy_stats.nct.cdf(-crit, df, nc)
-    assert power == pytest.approx(0.8, abs=1e-3)
+def test_the_adjusted_interval_excludes_zero_exactly_when_holm_rejects() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        table = rng.normal(0, 1, (5, 3)) + rng.normal(0, 1.5, (5, 1)) * (rng.random((5, 1)) < 0.5)
+        base = dict(enumerate(rng.normal(0, 1, 3)))
+        family = [stats.compare_seeds(dict(enumerate(base[s] + row[s] for s in range(3))), base)
+                  for row in table]
+        p = [c.p_value for c in family]
+        for c, p_holm, k in zip(family, stats.holm(p), stats.holm_multipliers(p)):
+            low, high = stats.adjusted_interval(c, k)
+            assert (low > 0 or high < 0) == stats.is_significant(c, p_holm)
+            assert low <= c.ci_low and high >= c.ci_high  # never narrower than the raw CI
 
 
 @pytest.mark.parametrize("n_seeds", [3, 5])

@@ -21,12 +21,13 @@ tables of slim-neck, arXiv 2206.02424, and of GhostNet, arXiv 1911.11907):
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from lightyolo.report import stats
+from lightyolo.report import power, stats
 from lightyolo.report.collect import (
     CONTEXT_KEYS,
     FACTOR_KEYS,
@@ -38,6 +39,9 @@ from lightyolo.report.collect import (
 )
 
 POINTS = 100.0  # mAP fractions → percentage points
+# The smallest Δ mAP50-95 (points) worth knowing about: "equivalent" means the adjusted
+# interval lies inside ±MARGIN; "seeds needed" is for detecting MARGIN (report option margin=).
+MARGIN = 2.0
 # How a bench speed-up's interval was made (`speedup_<method>_basis`).
 PAIRED = "paired rounds"
 INTERVALS = "intervals"
@@ -221,29 +225,34 @@ def _is_baseline(variants: pd.DataFrame, baseline: Baseline) -> pd.Series:
     return mask
 
 
-def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
+def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline,
+                    margin: float = MARGIN) -> pd.DataFrame:
     """Adds, per metric m in (map50_95, map50) and against the baseline of the same recipe
     over the included runs' seeds (stats.compare_seeds, in points): delta_m_ci_low,
-    delta_m_ci_high, detectable_m, and for mAP50-95 `test`, `p_value`, `p_holm` (Holm
-    over the comparisons of one recipe), `significant` and `verdict` (plain words);
-    for mAP50 p_value_map50 and p_holm_map50. Needs add_deltas first."""
+    delta_m_ci_high (the test's own 95 % CI), delta_m_adj_low, delta_m_adj_high (the
+    Holm-adjusted interval, stats.adjusted_interval), detectable_m (the smallest Δ found
+    with 80 % power after Holm, power.py); for mAP50-95 `test`, `p_value`, `p_holm` (Holm
+    over the comparisons of one recipe), `significant`, `decision` (stats.decide with
+    ±`margin` points), `seeds_needed` (per side, to detect `margin` points) and `verdict`
+    (plain words); for mAP50 p_value_map50 and p_holm_map50. Needs add_deltas first."""
     out = variants.copy()
     used = included_runs(runs)
     per_seed = {
-        key: dict(zip(_seed_keys(group), zip(group["map50_95"], group["map50"])))
+        key: dict(zip(seed_keys(group), zip(group["map50_95"], group["map50"])))
         for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)
     }
-    for column in ("test", "verdict"):
+    for column in ("test", "verdict", "decision"):
         out[column] = ""
     for suffix in ("", "_map50"):
         out[f"p_value{suffix}"] = np.nan
         out[f"p_holm{suffix}"] = np.nan
     for metric in ("map50_95", "map50"):
-        for part in ("ci_low", "ci_high"):
+        for part in ("ci_low", "ci_high", "adj_low", "adj_high"):
             out[f"delta_{metric}_{part}"] = np.nan
         out[f"detectable_{metric}"] = np.nan
+    out["seeds_needed"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["significant"] = False
-    comparisons: dict[int, dict[str, stats.Comparison]] = {}
+    comparisons: dict[int, dict[str, tuple[stats.Comparison, float]]] = {}
     for index, row in out.iterrows():
         if row["is_baseline"] or row["status"] != "completed":
             continue
@@ -251,27 +260,39 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
         base = per_seed.get((*baseline, row["recipe"]), {})
         if not base:
             continue
-        comparisons[index] = {
-            metric: stats.compare_seeds(
-                {s: v[i] * POINTS for s, v in mine.items()},
-                {s: v[i] * POINTS for s, v in base.items()},
-            )
-            for i, metric in enumerate(("map50_95", "map50"))
-        }
+        comparisons[index] = {}
+        for i, metric in enumerate(("map50_95", "map50")):
+            x = {s: v[i] * POINTS for s, v in mine.items()}
+            y = {s: v[i] * POINTS for s, v in base.items()}
+            comparisons[index][metric] = (stats.compare_seeds(x, y),
+                                          power.pooled_sd([list(x.values()), list(y.values())]))
     for _, group in out.loc[list(comparisons)].groupby("recipe", sort=False):
         for metric, suffix in (("map50_95", ""), ("map50", "_map50")):
             family = [comparisons[i][metric] for i in group.index]
-            adjusted = stats.holm([c.p_value for c in family])
-            for index, c, p_holm in zip(group.index, family, adjusted):
+            p_values = [c.p_value for c, _ in family]
+            adjusted, multipliers = stats.holm(p_values), stats.holm_multipliers(p_values)
+            size = max(1, int(np.sum(~np.isnan(p_values))))
+            for index, (c, sd), p_holm, k in zip(group.index, family, adjusted, multipliers):
+                paired = c.test == stats.PAIRED
+                n_v, n_b = (c.n_pairs, c.n_pairs) if paired else (c.n_variant, c.n_baseline)
+                detectable = power.detectable_effect(sd, n_v, n_b, paired=paired, family=size)
+                low, high = stats.adjusted_interval(c, k)
                 out.loc[index, f"delta_{metric}_ci_low"] = c.ci_low
                 out.loc[index, f"delta_{metric}_ci_high"] = c.ci_high
-                out.loc[index, f"detectable_{metric}"] = c.detectable
+                out.loc[index, f"delta_{metric}_adj_low"] = low
+                out.loc[index, f"delta_{metric}_adj_high"] = high
+                out.loc[index, f"detectable_{metric}"] = detectable
                 out.loc[index, f"p_value{suffix}"] = c.p_value
                 out.loc[index, f"p_holm{suffix}"] = p_holm
                 if metric == "map50_95":
+                    needed = power.seeds_needed(margin, sd, paired=paired, family=size)
+                    shown = replace(c, detectable=detectable)
                     out.loc[index, "test"] = c.test
                     out.loc[index, "significant"] = stats.is_significant(c, p_holm)
-                    out.loc[index, "verdict"] = stats.verdict(c, p_holm)
+                    out.loc[index, "decision"] = stats.decide(low, high, margin)
+                    out.loc[index, "seeds_needed"] = pd.NA if needed is None else needed
+                    out.loc[index, "verdict"] = stats.verdict(
+                        shown, p_holm, multiplier=k, margin=margin, seeds_needed=needed)
     return out
 
 
@@ -368,9 +389,10 @@ def _bench_speedup(
     return stats.speedup_interval(*base, *mine), INTERVALS
 
 
-def _seed_keys(group: pd.DataFrame) -> list[int]:
-    """Seeds as pairing keys; a run without a seed gets a negative key of its own."""
-    return [int(s) if pd.notna(s) else -1 - i for i, s in enumerate(group["seed"])]
+def seed_keys(group: pd.DataFrame) -> list[object]:
+    """Seeds as pairing keys; a run without a seed gets a key of its own (its run id), so
+    that it never pairs with another variant's unseeded run."""
+    return [int(s) if pd.notna(s) else f"unseeded:{run}" for s, run in zip(group["seed"], group["run_id"])]
 
 
 def add_pareto_flags(variants: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -18,7 +18,9 @@ from lightyolo.report.aggregate import (
     PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
 )
 from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS, UNKNOWN
-from lightyolo.report.factors import effects_markdown, factor_effects, grid_gaps, swept_factors
+from lightyolo.report.factors import (
+    effects_markdown, factor_effects, grid_gaps, largest_complete_subgrid, swept_factors,
+)
 
 FLOPS_CONVENTION = (
     "2 × multiply-accumulates of the convolutions and linear layers with BatchNorm folded "
@@ -516,22 +518,42 @@ def factor_effects_section(runs: pd.DataFrame, variants: pd.DataFrame,
             continue
         title = f"### {' × '.join(factors)} (scale {scale}, img {img_size}, {dataset}{recipe})"
         gaps = grid_gaps(group, factors)
+        analysed, note = group, ""
         if gaps:
-            sections.append(
-                f"{title}\n\nIncomplete grid: main effects and interactions are not "
-                "estimated (every combination of the swept factors needs ≥ 2 completed "
-                f"seeds). Missing: {'; '.join(gaps)}."
-            )
-            continue
-        data = group.assign(map50_95=group["map50_95"] * POINTS)
+            sub = largest_complete_subgrid(group, factors)
+            if sub is None:
+                sections.append(
+                    f"{title}\n\nIncomplete grid and no complete sub-grid of two cells: main "
+                    "effects and interactions are not estimated (every combination of the "
+                    f"analysed factors needs ≥ 2 completed seeds). Missing: {'; '.join(gaps)}."
+                )
+                continue
+            held_at_baseline = all(references[f] == level for f, level in sub.held.items())
+            if len(sub.factors) == 1 and held_at_baseline:
+                sections.append(
+                    f"{title}\n\nIncomplete grid (missing: {'; '.join(gaps)}). Its largest "
+                    f"complete sub-grid, **{sub.describe()}**, is the one-factor table of the "
+                    f"{sub.factors[0]} above: read its verdicts there (paired over seeds, no "
+                    "common seed spread assumed, which this section's pooled error would)."
+                )
+                continue
+            analysed, factors = sub.select(group), sub.factors
+            note = (f"Incomplete grid (missing: {'; '.join(gaps)}). Analysed instead: the "
+                    f"largest complete sub-grid, **{sub.describe()}** ({sub.cells} cells); "
+                    "its effects hold at the levels it keeps, not over the whole grid.\n\n")
+        data = analysed.assign(map50_95=analysed["map50_95"] * POINTS)
         effects = factor_effects(data, factors, "map50_95", references=references)
-        sections.append(f"{title}\n\n{effects_markdown(effects)}")
+        sections.append(f"{title}\n\n{note}{effects_markdown(effects)}")
     if not sections:
         return "No factor is swept: nothing to estimate."
-    return ("Main effects: a level's mean mAP50-95 minus the reference level's, each averaged "
-            "over the other factors' levels, with a 95 % CI from the pooled within-cell error "
-            "(OLS on the cell means); interactions: two-way ANOVA (type II) on the runs; "
-            "p-values Holm-adjusted within the main effects and within the interactions.\n\n"
+    return ("One linear model per grid with every interaction the grid supports (the full "
+            "factorial), whose residual is the one error term of all its tests. Main effects: "
+            "a level's mean mAP50-95 minus the reference level's, each averaged over the other "
+            "factors' levels, with a 95 % CI; interactions: type III F tests with sum-to-zero "
+            "coding (valid on unbalanced grids), F(term df, error df); p-values Holm-adjusted "
+            "within the main effects and within the interactions; a significant interaction "
+            "is spelled out as simple effects with 95 % CIs; direction words only for what "
+            "is significant after Holm.\n\n"
             + "\n\n".join(sections))
 
 

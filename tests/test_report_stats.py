@@ -229,14 +229,21 @@ def test_speedup_interval_from_latency_intervals() -> None:
     assert unknown.words() == "2.00× (interval unknown)"
 
 
-def test_pareto_dominated_only_beyond_the_uncertainty() -> None:
-    # A dominates B by far; C is nominally dominated by A but their mAP intervals overlap;
-    # D has one seed (no interval): never decided, though A is far above it nominally.
-    score = np.array([32.0, 28.0, 31.5, 27.0])
-    low = np.array([31.5, 27.5, 30.0, np.nan])
-    high = np.array([32.5, 28.5, 33.0, np.nan])
+def test_pareto_dominated_only_by_the_one_rule() -> None:
+    # A beats B by the rule (Holm-significant over the pairs) and costs less: B dominated.
+    # C is beaten by A's point estimates but not by the rule: undecided. D has one seed
+    # (spread unknown): never decided, though A is far above it nominally.
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 1.0, 5)
+    values = [dict(enumerate(32.0 + shared + rng.normal(0, 0.1, 5))),
+              dict(enumerate(28.0 + shared + rng.normal(0, 0.1, 5))),
+              dict(enumerate(31.5 + shared + rng.normal(0, 3.0, 5))),
+              {0: 27.0}]
+    better = stats.pairwise_better(values)
+    assert better[1, 0] and not better[2, 0] and not better[3, 0] and not better[0].any()
+    score = np.array([np.mean(list(v.values())) for v in values])
     gflops = np.array([4.0, 4.5, 4.2, 5.0])
-    status = stats.pareto_status(score, low, high, gflops, gflops, gflops)
+    status = stats.pareto_status(score, gflops, gflops, gflops, better)
     assert status == ["optimal", "dominated", "undecided", "undecided"]
 
 

@@ -27,7 +27,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from lightyolo.report import power, stats
+from lightyolo.bench.stage import shared_state_interval
+from lightyolo.report import power, sequential, stats
+from lightyolo.report.sequential import SequentialDesign
 from lightyolo.report.collect import (
     CONTEXT_KEYS,
     FACTOR_KEYS,
@@ -226,7 +228,7 @@ def _is_baseline(variants: pd.DataFrame, baseline: Baseline) -> pd.Series:
 
 
 def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline,
-                    margin: float = MARGIN) -> pd.DataFrame:
+                    margin: float = MARGIN, design: SequentialDesign | None = None) -> pd.DataFrame:
     """Adds, per metric m in (map50_95, map50) and against the baseline of the same recipe
     over the included runs' seeds (stats.compare_seeds, in points): delta_m_ci_low,
     delta_m_ci_high (the test's own 95 % CI), delta_m_adj_low, delta_m_adj_high (the
@@ -234,14 +236,18 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
     with 80 % power after Holm, power.py); for mAP50-95 `test`, `p_value`, `p_holm` (Holm
     over the comparisons of one recipe), `significant`, `decision` (stats.decide with
     ±`margin` points), `seeds_needed` (per side, to detect `margin` points) and `verdict`
-    (plain words); for mAP50 p_value_map50 and p_holm_map50. Needs add_deltas first."""
+    (plain words); for mAP50 p_value_map50 and p_holm_map50; `procedure`: what decided the
+    row. With `design` (the runs came from adaptive seeds) the mAP50-95 decision, its
+    interval and verdict are the sequential procedure's instead (sequential.replay over the
+    paired seeds in seed order): a fixed-n test on adaptively collected seeds would not keep
+    its error rate. Needs add_deltas first."""
     out = variants.copy()
     used = included_runs(runs)
     per_seed = {
         key: dict(zip(seed_keys(group), zip(group["map50_95"], group["map50"])))
         for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)
     }
-    for column in ("test", "verdict", "decision"):
+    for column in ("test", "verdict", "decision", "procedure"):
         out[column] = ""
     for suffix in ("", "_map50"):
         out[f"p_value{suffix}"] = np.nan
@@ -293,7 +299,37 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
                     out.loc[index, "seeds_needed"] = pd.NA if needed is None else needed
                     out.loc[index, "verdict"] = stats.verdict(
                         shown, p_holm, multiplier=k, margin=margin, seeds_needed=needed)
+                    out.loc[index, "procedure"] = f"{c.test}, {c.n_pairs or min(n_v, n_b)} seeds, Holm"
+    if design is not None:
+        for index in comparisons:
+            _sequential_row(out, index, per_seed, baseline, design)
     return out
+
+
+def _sequential_row(out: pd.DataFrame, index: int, per_seed: dict, baseline: Baseline,
+                    design: SequentialDesign) -> None:
+    """Replaces a row's mAP50-95 decision with the sequential procedure's."""
+    row = out.loc[index]
+    mine = per_seed.get((row["backbone"], row["neck"], row["operator"], row["recipe"]), {})
+    base = per_seed.get((*baseline, row["recipe"]), {})
+    common = sorted(s for s in set(mine) & set(base) if isinstance(s, int))
+    if len(common) < design.first:
+        out.loc[index, ["decision", "significant"]] = [stats.UNKNOWN, False]
+        out.loc[index, "procedure"] = f"sequential: fewer than {design.first} paired seeds"
+        out.loc[index, "verdict"] = f"not decided: {len(common)} paired seed(s)"
+        return
+    decided = sequential.replay([(mine[s][0] - base[s][0]) * POINTS for s in common], design)
+    out.loc[index, "delta_map50_95_adj_low"] = decided.low
+    out.loc[index, "delta_map50_95_adj_high"] = decided.high
+    out.loc[index, "decision"] = decided.decision
+    out.loc[index, "significant"] = decided.decision in (stats.BETTER, stats.WORSE)
+    extra = len(mine) - design.first
+    out.loc[index, "procedure"] = (f"sequential, decided at look {decided.n - design.first + 1} "
+                                   f"({decided.n} seeds; {extra} extra cell(s) trained)")
+    words = {stats.BETTER: "better", stats.WORSE: "worse",
+             stats.EQUIVALENT: f"no difference larger than ±{design.margin:g} pts",
+             stats.UNDECIDED: f"undecided at {decided.n} seeds"}[decided.decision]
+    out.loc[index, "verdict"] = f"{words}: {decided.words()} ({sequential.PROCEDURE})"
 
 
 def add_speedups(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
@@ -356,10 +392,17 @@ def _method_img(group: pd.DataFrame, method: str) -> int | None:
 
 
 def _bench_latency(group: pd.DataFrame, method: str) -> tuple[float, float, float]:
-    """(median of the seeds' medians, lowest CI low, highest CI high) of one variant."""
+    """(median of the seeds' medians, lowest CI low, highest CI high) of one variant; a
+    run's CI is recomputed from its round medians where it has them (bench.stage's
+    shared-state interval), else the logged one."""
     median, low, high = (group[f"bench/{method}/{part}"].astype(float) for part in BENCH_PARTS)
     if median.notna().sum() == 0:
         return np.nan, np.nan, np.nan
+    rounds = group.get(f"bench/{method}/round_medians")
+    if rounds is not None:
+        for index, values in rounds.items():
+            if isinstance(values, list) and len(values) >= 2:
+                low[index], high[index] = shared_state_interval(np.asarray(values, dtype=float))
     return float(median.median()), float(low.min()), float(high.max())
 
 
@@ -399,51 +442,57 @@ def add_pareto_flags(variants: pd.DataFrame, runs: pd.DataFrame | None = None) -
     """Adds pareto_gflops and pareto_latency (optimal by the point estimates) and
     pareto_gflops_status / pareto_latency_status (optimal / dominated / undecided, see
     stats.pareto_status), per context: (dataset, scale, img_size), plus latency_device for
-    latency. The mAP interval is the 95 % t interval of the mean over the included runs'
-    seeds (`runs`; without them, or with one seed, no interval: never "dominated");
-    GFLOPs is exact; latency uses the t interval over seeds. Per bench method (add_speedups
-    first): pareto_<method> and pareto_<method>_status on `latency_<method>_ms`, its
-    interval the bench CI, per (dataset, scale, img_size) (the method fixes the device)."""
+    latency. Whether one variant's mAP50-95 beats another's is the report's one rule
+    (stats.pairwise_better: paired over seeds where they match, Holm over every pair of the
+    context; without `runs` nothing is decided); GFLOPs is exact; the quick latency's
+    interval is the 95 % t interval over seeds. Per bench method (add_speedups first):
+    pareto_<method> and pareto_<method>_status on `latency_<method>_ms`, its interval the
+    bench CI, per (dataset, scale, img_size) (the method fixes the device)."""
     out = variants.copy()
-    intervals = _mean_intervals(runs, ("map50_95", "latency_ms"))
-    for column in ("map50_95", "latency_ms"):
-        for part in ("low", "high"):
-            out[f"{column}_ci_{part}"] = [
-                intervals.get((*key, column), (np.nan, np.nan))[part == "high"]
-                for key in out[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None)
-            ]
+    intervals = _mean_intervals(runs, ("latency_ms",))
+    for part in ("low", "high"):
+        out[f"latency_ms_ci_{part}"] = [
+            intervals.get((*key, "latency_ms"), (np.nan, np.nan))[part == "high"]
+            for key in out[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None)
+        ]
+    better = _map_better(out, runs)
     for flag in ("pareto_gflops", "pareto_latency"):
         out[flag] = False
         out[f"{flag}_status"] = ""
     contexts = {"pareto_gflops": ["dataset", "scale", "img_size"],
                 "pareto_latency": ["dataset", "scale", "img_size", "latency_device"]}
-    for flag, context in contexts.items():
-        cost = "gflops" if flag == "pareto_gflops" else "latency_ms"
-        for _, group in out.groupby(context, dropna=False):
-            score = group["map50_95_mean"].to_numpy(dtype=float)
-            value = group[f"{cost}_mean"].to_numpy(dtype=float)
-            out.loc[group.index, flag] = pareto_optimal(score, value)
-            low = value if cost == "gflops" else group[f"{cost}_ci_low"].to_numpy(dtype=float)
-            high = value if cost == "gflops" else group[f"{cost}_ci_high"].to_numpy(dtype=float)
-            out.loc[group.index, f"{flag}_status"] = stats.pareto_status(
-                score, group["map50_95_ci_low"].to_numpy(dtype=float),
-                group["map50_95_ci_high"].to_numpy(dtype=float), value, low, high,
-            )
-    for method in bench_latency_methods(out):
-        flag, cost = f"pareto_{method}", f"latency_{method}_ms"
+    costs = {"pareto_gflops": ("gflops_mean", None),
+             "pareto_latency": ("latency_ms_mean", "latency_ms_ci")}
+    costs.update({f"pareto_{m}": (f"latency_{m}_ms", f"latency_{m}_ms_ci")
+                  for m in bench_latency_methods(out)})
+    for flag, (cost, interval) in costs.items():
         out[flag] = False
         out[f"{flag}_status"] = ""
-        for _, group in out.groupby(["dataset", "scale", "img_size"], dropna=False):
+        for _, group in out.groupby(contexts.get(flag, contexts["pareto_gflops"]), dropna=False):
             score = group["map50_95_mean"].to_numpy(dtype=float)
             value = group[cost].to_numpy(dtype=float)
+            low = value if interval is None else group[f"{interval}_low"].to_numpy(dtype=float)
+            high = value if interval is None else group[f"{interval}_high"].to_numpy(dtype=float)
             out.loc[group.index, flag] = pareto_optimal(score, value)
             out.loc[group.index, f"{flag}_status"] = stats.pareto_status(
-                score, group["map50_95_ci_low"].to_numpy(dtype=float),
-                group["map50_95_ci_high"].to_numpy(dtype=float), value,
-                group[f"{cost}_ci_low"].to_numpy(dtype=float),
-                group[f"{cost}_ci_high"].to_numpy(dtype=float),
-            )
+                score, value, low, high, better.loc[group.index, group.index].to_numpy())
     return out
+
+
+def _map_better(variants: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """[i, j] (variant indices): j's mAP50-95 beats i's by stats.pairwise_better, within
+    each (dataset, scale, img_size) context; all False without runs."""
+    better = pd.DataFrame(False, index=variants.index, columns=variants.index)
+    if runs is None or runs.empty:
+        return better
+    used = included_runs(runs)
+    per_seed = {key: dict(zip(seed_keys(group), group["map50_95"] * POINTS))
+                for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)}
+    for _, group in variants.groupby(["dataset", "scale", "img_size"], dropna=False):
+        keys = list(group[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None))
+        values = [per_seed.get(key, {}) for key in keys]
+        better.loc[group.index, group.index] = stats.pairwise_better(values)
+    return better
 
 
 def bench_latency_methods(variants: pd.DataFrame) -> list[str]:

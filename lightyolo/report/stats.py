@@ -326,20 +326,21 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
 
 
 def pareto_status(
-    score: np.ndarray, score_low: np.ndarray, score_high: np.ndarray,
-    cost: np.ndarray, cost_low: np.ndarray, cost_high: np.ndarray,
+    score: np.ndarray, cost: np.ndarray, cost_low: np.ndarray, cost_high: np.ndarray,
+    score_better: np.ndarray,
 ) -> list[str]:
     """"optimal", "dominated" or "undecided" per point (higher score, lower cost is better).
 
-    A point is dominated only when another point beats it beyond the uncertainty: that
-    point's score interval lies at or above this one's (low ≥ high) and its cost interval at
-    or below (high ≤ low), one of them strictly. A point dominated by the point estimates
-    but not beyond the intervals is "undecided"; NaN intervals (one seed) never decide.
-    Points with a NaN score or cost are "" (not placed).
+    `score_better[i, j]` says that point j's score is better than point i's by the report's
+    one rule (`decide` on the Holm-adjusted interval of their pairwise comparison). A point
+    is dominated only when another point is better by that rule and costs no more beyond
+    the uncertainty (its cost interval's high ≤ this one's low; an exact cost: ≤). A point
+    beaten by the point estimates only is "undecided"; "optimal" means that no point beats it
+    even by the point estimates. Points with a NaN score or cost are "" (not placed).
     """
-    arrays = [np.asarray(a, dtype=float) for a in (score, score_low, score_high, cost,
-                                                   cost_low, cost_high)]
-    score, score_low, score_high, cost, cost_low, cost_high = arrays
+    score, cost, cost_low, cost_high = (np.asarray(a, dtype=float)
+                                        for a in (score, cost, cost_low, cost_high))
+    better = np.asarray(score_better, dtype=bool)
     valid = ~(np.isnan(score) | np.isnan(cost))
     status = []
     for i in range(len(score)):
@@ -353,9 +354,20 @@ def pareto_status(
             status.append("optimal")
             continue
         with np.errstate(invalid="ignore"):
-            score_ge = score_low >= score_high[i]
-            cost_le = cost_high <= cost_low[i]
-            beyond = (score_low > score_high[i]) | (cost_high < cost_low[i])
-        decided = others & score_ge & cost_le & beyond
-        status.append("dominated" if np.any(decided) else "undecided")
+            cheaper = cost_high <= cost_low[i]
+        status.append("dominated" if np.any(others & better[i] & cheaper) else "undecided")
     return status
+
+
+def pairwise_better(values: Sequence[Mapping[Hashable, float]]) -> np.ndarray:
+    """[i, j] True where variant j's score beats variant i's by the one rule: compare_seeds
+    of every pair, Holm over all pairs of the family, the adjusted interval excluding 0."""
+    k = len(values)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    family = [compare_seeds(values[j], values[i]) for i, j in pairs]
+    p_values = [c.p_value for c in family]
+    better = np.zeros((k, k), dtype=bool)
+    for (i, j), c, p_holm in zip(pairs, family, holm(p_values)):
+        if is_significant(c, p_holm):
+            better[i, j], better[j, i] = c.delta > 0, c.delta < 0
+    return better

@@ -77,6 +77,8 @@ def test_replay_names_the_deciding_look() -> None:
     assert decided.decision == "better" and decided.n == 3
     running = replay([1.0, -3.0, 4.0, 0.5], design)
     assert running.decision == "undecided" and running.n == 4
+    flat = replay([2.0, 2.0, 2.0, 2.0], design)  # zero spread: no claim, keeps looking
+    assert flat.decision == "unknown" and not flat.stops and flat.n == 4
     with pytest.raises(ValueError, match="fewer than 3 paired seeds"):
         replay([1.0, 2.0], design)
     assert "Pocock" in design.describe() and sequential.PROCEDURE in design.describe()

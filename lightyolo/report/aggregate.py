@@ -328,7 +328,8 @@ def _sequential_row(out: pd.DataFrame, index: int, per_seed: dict, baseline: Bas
                                    f"({decided.n} seeds; {extra} extra cell(s) trained)")
     words = {stats.BETTER: "better", stats.WORSE: "worse",
              stats.EQUIVALENT: f"no difference larger than ±{design.margin:g} pts",
-             stats.UNDECIDED: f"undecided at {decided.n} seeds"}[decided.decision]
+             stats.UNDECIDED: f"undecided at {decided.n} seeds",
+             stats.UNKNOWN: "no spread to test (identical differences)"}[decided.decision]
     out.loc[index, "verdict"] = f"{words}: {decided.words()} ({sequential.PROCEDURE})"
 
 

@@ -30,7 +30,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, stats
 
-from lightyolo.report.stats import ALPHA, UNDECIDED, decide
+from lightyolo.report.stats import ALPHA, UNDECIDED, UNKNOWN, decide
 
 PROCEDURE = "group-sequential paired t (Pocock boundary)"
 CALIBRATION_DRAWS = 100_000
@@ -102,7 +102,7 @@ class Look:
 
     @property
     def stops(self) -> bool:
-        return self.decision != UNDECIDED
+        return self.decision not in (UNDECIDED, UNKNOWN)
 
     def words(self, unit: str = "pts") -> str:
         return (f"Δ {self.delta:+.2f} {unit} [{self.low:+.2f}, {self.high:+.2f}] at "
@@ -124,7 +124,10 @@ def _intervals(d: np.ndarray, design: SequentialDesign) -> tuple[np.ndarray, np.
     n = d.shape[1]
     level = design.level(n)
     delta = d.mean(axis=1)
-    half = float(stats.t.ppf(1 - level / 2, n - 1)) * d.std(axis=1, ddof=1) / math.sqrt(n)
+    sd = d.std(axis=1, ddof=1)
+    # zero spread (identical differences): no interval, so no claim; more seeds bring spread
+    sd = np.where(sd > 0, sd, np.nan)
+    half = float(stats.t.ppf(1 - level / 2, n - 1)) * sd / math.sqrt(n)
     return delta, delta - half, delta + half, level
 
 
@@ -151,7 +154,7 @@ def replay_many(differences: np.ndarray, design: SequentialDesign) -> tuple[np.n
             break
         _, low, high, _ = _intervals(d[:, :n], design)
         now = np.array([decide(lo, hi, design.margin) for lo, hi in zip(low, high)], dtype=object)
-        stopping = open_rows & (now != UNDECIDED)
+        stopping = open_rows & (now != UNDECIDED) & (now != UNKNOWN)
         decisions[stopping] = now[stopping]
         stopped_at[open_rows] = n
         open_rows &= ~stopping

@@ -283,6 +283,9 @@ def test_interactions_are_type_three_of_the_full_model_as_statsmodels() -> None:
         assert interaction.f_value == pytest.approx(row["F"])
         assert interaction.p_value == pytest.approx(row["PR(>F)"])
     assert effects.error_df == model.df_resid  # one error term for main effects and interactions
+    for e in effects.main:  # the one rule: the adjusted interval excludes 0 iff Holm rejects
+        assert (e.adj_low > 0 or e.adj_high < 0) == (e.p_holm < 0.05)
+        assert e.adj_low <= e.ci_low + 1e-12 and e.adj_high >= e.ci_high - 1e-12
     three_way = by_term[("backbone", "neck", "operator")]
     assert three_way.p_holm < 0.05
     assert "**backbone × neck × operator interaction**" in effects_markdown(effects)

@@ -319,6 +319,8 @@ def _sequential_row(out: pd.DataFrame, index: int, per_seed: dict, baseline: Bas
         out.loc[index, "verdict"] = f"not decided: {len(common)} paired seed(s)"
         return
     decided = sequential.replay([(mine[s][0] - base[s][0]) * POINTS for s in common], design)
+    # A fixed-n p-value on adaptively collected seeds does not keep its level: not shown.
+    out.loc[index, ["p_value", "p_holm"]] = [np.nan, np.nan]
     out.loc[index, "delta_map50_95_adj_low"] = decided.low
     out.loc[index, "delta_map50_95_adj_high"] = decided.high
     out.loc[index, "decision"] = decided.decision

@@ -9,7 +9,8 @@ of everything below:
 - a main effect is the difference of one level's mean from the reference level's, each
   averaged over the other factors' levels (a contrast of the cell means, so an unbalanced
   seed count does not tilt it), with its 95 % CI and p (statsmodels OLS `y ~ 0 + C(cell)`,
-  whose residual is the full model's);
+  whose residual is the full model's), and the words use its Holm-adjusted interval (the
+  report's one rule, stats.adjusted_interval);
 - interactions: type III F tests with sum-to-zero coding (patsy `C(f, Sum)`): each term is
   tested after every other, which is what an unbalanced grid needs (type II assumes the
   higher-order terms away); equal to statsmodels' anova_lm(typ=3) on that model (the tests
@@ -34,7 +35,7 @@ import patsy
 import statsmodels.formula.api as smf
 from scipy import stats as scipy_stats
 
-from lightyolo.report.stats import holm
+from lightyolo.report.stats import holm, holm_multipliers
 
 ALPHA = 0.05
 MIN_SEEDS = 2
@@ -50,6 +51,11 @@ class MainEffect:
     ci_high: float
     p_value: float
     p_holm: float = float("nan")  # Holm-adjusted over the main effects of the grid
+    se: float = float("nan")
+    # the interval at Holm's level for this effect (stats.adjusted_interval's rule): it
+    # excludes 0 exactly when p_holm < 0.05
+    adj_low: float = float("nan")
+    adj_high: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,8 @@ def factor_effects(runs: pd.DataFrame, factors: Sequence[str], response: str,
                 continue
             contrast = _level_contrast(cell_levels, column, level, reference)
             effect, low, high, p = _contrast(model, contrast)
-            main.append(MainEffect(factor, level, reference, effect, low, high, p_value=p))
+            se = (high - low) / 2 / scipy_stats.t.ppf(1 - ALPHA / 2, model.df_resid)
+            main.append(MainEffect(factor, level, reference, effect, low, high, p_value=p, se=se))
 
     interactions = []
     if len(factors) >= 2:
@@ -237,11 +244,19 @@ def factor_effects(runs: pd.DataFrame, factors: Sequence[str], response: str,
             interactions.append(Interaction(term, float(f), float(p), df=df,
                                             reference=references[term[0]],
                                             simple_effects=effects, simple_intervals=intervals))
-    main = [replace(e, p_holm=p) for e, p in zip(main, map(float, holm([e.p_value for e in main])))]
+    p_main = [e.p_value for e in main]
+    main = [_adjusted(e, float(p), float(k), model.df_resid)
+            for e, p, k in zip(main, holm(p_main), holm_multipliers(p_main))]
     interactions = [
         replace(i, p_holm=p) for i, p in zip(interactions, map(float, holm([i.p_value for i in interactions])))
     ]
     return FactorEffects(factors, main, interactions, int(model.df_resid))
+
+
+def _adjusted(effect: MainEffect, p_holm: float, multiplier: float, df: float) -> MainEffect:
+    half = float(scipy_stats.t.ppf(1 - ALPHA / multiplier / 2, df)) * effect.se
+    return replace(effect, p_holm=p_holm, adj_low=effect.effect - half,
+                   adj_high=effect.effect + half)
 
 
 def _contrast(model, contrast: np.ndarray) -> tuple[float, float, float, float]:
@@ -302,7 +317,7 @@ def effects_markdown(effects: FactorEffects, *, unit: str = "pts", digits: int =
             partners = sorted({f for i in interacting for f in i.factors if f != e.factor})
             qualifier = (f", averaged over {', '.join(others)}, but it depends on the "
                          f"{' and '.join(partners)} (see the interactions)")
-        interval = f"[{e.ci_low:+.{digits}f}, {e.ci_high:+.{digits}f}]"
+        interval = f"[{e.adj_low:+.{digits}f}, {e.adj_high:+.{digits}f}] (Holm-adjusted)"
         if e.p_holm < ALPHA:
             size = f"{'gains' if e.effect > 0 else 'costs'} {abs(e.effect):.{digits}f} {unit}"
             lines.append(f"- **{e.factor} {e.level}** vs {e.reference}: {size} {interval} "

@@ -12,7 +12,8 @@ records whether any cell failed (`cell_result.record_sweep_failures`), so that
 
 `python -m lightyolo.sweep NAME [overrides]` is short for
 `python -m lightyolo.run -m -cd <sweeps dir> -cn NAME [overrides]`, the sweeps dir being the
-built-in one or a LIGHTYOLO_CONFIG_PATH directory's `sweeps/` (lightyolo.configs.sweep_file).
+built-in one or a LIGHTYOLO_CONFIG_PATH directory's `sweeps/` (lightyolo.configs.sweep_file);
+with `seeds=adaptive` it hands over to lightyolo.adaptive_sweep (seeds as comparisons need them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lightyolo import adaptive_sweep
 from lightyolo.bench.experiment import BenchError, BenchSettings, bench_runs
 from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
 from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_names
@@ -248,6 +250,8 @@ def main() -> None:
         where = ", ".join(str(d) for d in sweep_dirs())
         print(f"error: no sweep {name!r} in {where}; sweeps: {names}", file=sys.stderr)
         raise SystemExit(2)
+    if adaptive_sweep.ADAPTIVE in overrides:  # seeds launched as the comparisons need them
+        raise SystemExit(adaptive_sweep.main(name, path, overrides))
     sys.argv = [sys.argv[0], "-m", "-cd", str(path.parent), "-cn", name, *overrides]
     cli()
 

@@ -196,6 +196,7 @@ def test_code_identity_and_data_warnings_reach_the_report(store, tmp_path) -> No
     assert sorted(table["recipe_diff"]) == ["code=0.1.0+src.aaa", "code=0.1.0+src.bbb"]
     markdown = files.markdown.read_text()
     assert "Warning: data issues" in markdown and "train/corrupt_image" in markdown
+    assert "**files skipped** by the readers" in markdown
     assert "**Reported split**: val (also used for model selection" in markdown
 
 
@@ -284,7 +285,8 @@ def test_missing_store_is_one_line_and_nonzero(tmp_path: Path, monkeypatch, caps
 
 
 def test_unknown_key_lists_the_valid_keys() -> None:
-    valid = r"\(valid keys: experiment, tracking_uri, baseline, out\)"
+    valid = (r"\(valid keys: experiment, tracking_uri, baseline, out, runs_csv, margin, seeds, "
+             r"seeds_first, seeds_cap\)")
     with pytest.raises(UsageError, match="unknown key 'exp' " + valid):
         parse_options(["exp=x"])
     with pytest.raises(UsageError, match="expected backbone/neck/operator"):

@@ -21,12 +21,15 @@ tables of slim-neck, arXiv 2206.02424, and of GhostNet, arXiv 1911.11907):
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from lightyolo.report import stats
+from lightyolo.bench.stage import shared_state_interval
+from lightyolo.report import power, sequential, stats
+from lightyolo.report.sequential import SequentialDesign
 from lightyolo.report.collect import (
     CONTEXT_KEYS,
     FACTOR_KEYS,
@@ -38,6 +41,9 @@ from lightyolo.report.collect import (
 )
 
 POINTS = 100.0  # mAP fractions → percentage points
+# The smallest Δ mAP50-95 (points) worth knowing about: "equivalent" means the adjusted
+# interval lies inside ±MARGIN; "seeds needed" is for detecting MARGIN (report option margin=).
+MARGIN = 2.0
 # How a bench speed-up's interval was made (`speedup_<method>_basis`).
 PAIRED = "paired rounds"
 INTERVALS = "intervals"
@@ -221,29 +227,38 @@ def _is_baseline(variants: pd.DataFrame, baseline: Baseline) -> pd.Series:
     return mask
 
 
-def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
+def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline,
+                    margin: float = MARGIN, design: SequentialDesign | None = None) -> pd.DataFrame:
     """Adds, per metric m in (map50_95, map50) and against the baseline of the same recipe
     over the included runs' seeds (stats.compare_seeds, in points): delta_m_ci_low,
-    delta_m_ci_high, detectable_m, and for mAP50-95 `test`, `p_value`, `p_holm` (Holm
-    over the comparisons of one recipe), `significant` and `verdict` (plain words);
-    for mAP50 p_value_map50 and p_holm_map50. Needs add_deltas first."""
+    delta_m_ci_high (the test's own 95 % CI), delta_m_adj_low, delta_m_adj_high (the
+    Holm-adjusted interval, stats.adjusted_interval), detectable_m (the smallest Δ found
+    with 80 % power after Holm, power.py); for mAP50-95 `test`, `p_value`, `p_holm` (Holm
+    over the comparisons of one recipe), `significant`, `decision` (stats.decide with
+    ±`margin` points), `seeds_needed` (per side, to detect `margin` points) and `verdict`
+    (plain words); for mAP50 p_value_map50 and p_holm_map50; `procedure`: what decided the
+    row. With `design` (the runs came from adaptive seeds) the mAP50-95 decision, its
+    interval and verdict are the sequential procedure's instead (sequential.replay over the
+    paired seeds in seed order): a fixed-n test on adaptively collected seeds would not keep
+    its error rate. Needs add_deltas first."""
     out = variants.copy()
     used = included_runs(runs)
     per_seed = {
-        key: dict(zip(_seed_keys(group), zip(group["map50_95"], group["map50"])))
+        key: dict(zip(seed_keys(group), zip(group["map50_95"], group["map50"])))
         for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)
     }
-    for column in ("test", "verdict"):
+    for column in ("test", "verdict", "decision", "procedure"):
         out[column] = ""
     for suffix in ("", "_map50"):
         out[f"p_value{suffix}"] = np.nan
         out[f"p_holm{suffix}"] = np.nan
     for metric in ("map50_95", "map50"):
-        for part in ("ci_low", "ci_high"):
+        for part in ("ci_low", "ci_high", "adj_low", "adj_high"):
             out[f"delta_{metric}_{part}"] = np.nan
         out[f"detectable_{metric}"] = np.nan
+    out["seeds_needed"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["significant"] = False
-    comparisons: dict[int, dict[str, stats.Comparison]] = {}
+    comparisons: dict[int, dict[str, tuple[stats.Comparison, float]]] = {}
     for index, row in out.iterrows():
         if row["is_baseline"] or row["status"] != "completed":
             continue
@@ -251,28 +266,73 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
         base = per_seed.get((*baseline, row["recipe"]), {})
         if not base:
             continue
-        comparisons[index] = {
-            metric: stats.compare_seeds(
-                {s: v[i] * POINTS for s, v in mine.items()},
-                {s: v[i] * POINTS for s, v in base.items()},
-            )
-            for i, metric in enumerate(("map50_95", "map50"))
-        }
+        comparisons[index] = {}
+        for i, metric in enumerate(("map50_95", "map50")):
+            x = {s: v[i] * POINTS for s, v in mine.items()}
+            y = {s: v[i] * POINTS for s, v in base.items()}
+            comparisons[index][metric] = (stats.compare_seeds(x, y),
+                                          power.pooled_sd([list(x.values()), list(y.values())]))
     for _, group in out.loc[list(comparisons)].groupby("recipe", sort=False):
         for metric, suffix in (("map50_95", ""), ("map50", "_map50")):
             family = [comparisons[i][metric] for i in group.index]
-            adjusted = stats.holm([c.p_value for c in family])
-            for index, c, p_holm in zip(group.index, family, adjusted):
+            p_values = [c.p_value for c, _ in family]
+            adjusted, multipliers = stats.holm(p_values), stats.holm_multipliers(p_values)
+            size = max(1, int(np.sum(~np.isnan(p_values))))
+            for index, (c, sd), p_holm, k in zip(group.index, family, adjusted, multipliers):
+                paired = c.test == stats.PAIRED
+                n_v, n_b = (c.n_pairs, c.n_pairs) if paired else (c.n_variant, c.n_baseline)
+                detectable = power.detectable_effect(sd, n_v, n_b, paired=paired, family=size)
+                low, high = stats.adjusted_interval(c, k)
                 out.loc[index, f"delta_{metric}_ci_low"] = c.ci_low
                 out.loc[index, f"delta_{metric}_ci_high"] = c.ci_high
-                out.loc[index, f"detectable_{metric}"] = c.detectable
+                out.loc[index, f"delta_{metric}_adj_low"] = low
+                out.loc[index, f"delta_{metric}_adj_high"] = high
+                out.loc[index, f"detectable_{metric}"] = detectable
                 out.loc[index, f"p_value{suffix}"] = c.p_value
                 out.loc[index, f"p_holm{suffix}"] = p_holm
                 if metric == "map50_95":
+                    needed = power.seeds_needed(margin, sd, paired=paired, family=size)
+                    shown = replace(c, detectable=detectable)
                     out.loc[index, "test"] = c.test
                     out.loc[index, "significant"] = stats.is_significant(c, p_holm)
-                    out.loc[index, "verdict"] = stats.verdict(c, p_holm)
+                    out.loc[index, "decision"] = stats.decide(low, high, margin)
+                    out.loc[index, "seeds_needed"] = pd.NA if needed is None else needed
+                    out.loc[index, "verdict"] = stats.verdict(
+                        shown, p_holm, multiplier=k, margin=margin, seeds_needed=needed)
+                    out.loc[index, "procedure"] = f"{c.test}, {c.n_pairs or min(n_v, n_b)} seeds, Holm"
+    if design is not None:
+        for index in comparisons:
+            _sequential_row(out, index, per_seed, baseline, design)
     return out
+
+
+def _sequential_row(out: pd.DataFrame, index: int, per_seed: dict, baseline: Baseline,
+                    design: SequentialDesign) -> None:
+    """Replaces a row's mAP50-95 decision with the sequential procedure's."""
+    row = out.loc[index]
+    mine = per_seed.get((row["backbone"], row["neck"], row["operator"], row["recipe"]), {})
+    base = per_seed.get((*baseline, row["recipe"]), {})
+    common = sorted(s for s in set(mine) & set(base) if isinstance(s, int))
+    if len(common) < design.first:
+        out.loc[index, ["decision", "significant"]] = [stats.UNKNOWN, False]
+        out.loc[index, "procedure"] = f"sequential: fewer than {design.first} paired seeds"
+        out.loc[index, "verdict"] = f"not decided: {len(common)} paired seed(s)"
+        return
+    decided = sequential.replay([(mine[s][0] - base[s][0]) * POINTS for s in common], design)
+    # A fixed-n p-value on adaptively collected seeds does not keep its level: not shown.
+    out.loc[index, ["p_value", "p_holm"]] = [np.nan, np.nan]
+    out.loc[index, "delta_map50_95_adj_low"] = decided.low
+    out.loc[index, "delta_map50_95_adj_high"] = decided.high
+    out.loc[index, "decision"] = decided.decision
+    out.loc[index, "significant"] = decided.decision in (stats.BETTER, stats.WORSE)
+    extra = len(mine) - design.first
+    out.loc[index, "procedure"] = (f"sequential, decided at look {decided.n - design.first + 1} "
+                                   f"({decided.n} seeds; {extra} extra cell(s) trained)")
+    words = {stats.BETTER: "better", stats.WORSE: "worse",
+             stats.EQUIVALENT: f"no difference larger than ±{design.margin:g} pts",
+             stats.UNDECIDED: f"undecided at {decided.n} seeds",
+             stats.UNKNOWN: "no spread to test (identical differences)"}[decided.decision]
+    out.loc[index, "verdict"] = f"{words}: {decided.words()} ({sequential.PROCEDURE})"
 
 
 def add_speedups(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
@@ -335,10 +395,17 @@ def _method_img(group: pd.DataFrame, method: str) -> int | None:
 
 
 def _bench_latency(group: pd.DataFrame, method: str) -> tuple[float, float, float]:
-    """(median of the seeds' medians, lowest CI low, highest CI high) of one variant."""
+    """(median of the seeds' medians, lowest CI low, highest CI high) of one variant; a
+    run's CI is recomputed from its round medians where it has them (bench.stage's
+    shared-state interval), else the logged one."""
     median, low, high = (group[f"bench/{method}/{part}"].astype(float) for part in BENCH_PARTS)
     if median.notna().sum() == 0:
         return np.nan, np.nan, np.nan
+    rounds = group.get(f"bench/{method}/round_medians")
+    if rounds is not None:
+        for index, values in rounds.items():
+            if isinstance(values, list) and len(values) >= 2:
+                low[index], high[index] = shared_state_interval(np.asarray(values, dtype=float))
     return float(median.median()), float(low.min()), float(high.max())
 
 
@@ -368,60 +435,67 @@ def _bench_speedup(
     return stats.speedup_interval(*base, *mine), INTERVALS
 
 
-def _seed_keys(group: pd.DataFrame) -> list[int]:
-    """Seeds as pairing keys; a run without a seed gets a negative key of its own."""
-    return [int(s) if pd.notna(s) else -1 - i for i, s in enumerate(group["seed"])]
+def seed_keys(group: pd.DataFrame) -> list[object]:
+    """Seeds as pairing keys; a run without a seed gets a key of its own (its run id), so
+    that it never pairs with another variant's unseeded run."""
+    return [int(s) if pd.notna(s) else f"unseeded:{run}" for s, run in zip(group["seed"], group["run_id"])]
 
 
 def add_pareto_flags(variants: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Adds pareto_gflops and pareto_latency (optimal by the point estimates) and
     pareto_gflops_status / pareto_latency_status (optimal / dominated / undecided, see
     stats.pareto_status), per context: (dataset, scale, img_size), plus latency_device for
-    latency. The mAP interval is the 95 % t interval of the mean over the included runs'
-    seeds (`runs`; without them, or with one seed, no interval: never "dominated");
-    GFLOPs is exact; latency uses the t interval over seeds. Per bench method (add_speedups
-    first): pareto_<method> and pareto_<method>_status on `latency_<method>_ms`, its
-    interval the bench CI, per (dataset, scale, img_size) (the method fixes the device)."""
+    latency. Whether one variant's mAP50-95 beats another's is the report's one rule
+    (stats.pairwise_better: paired over seeds where they match, Holm over every pair of the
+    context; without `runs` nothing is decided); GFLOPs is exact; the quick latency's
+    interval is the 95 % t interval over seeds. Per bench method (add_speedups first):
+    pareto_<method> and pareto_<method>_status on `latency_<method>_ms`, its interval the
+    bench CI, per (dataset, scale, img_size) (the method fixes the device)."""
     out = variants.copy()
-    intervals = _mean_intervals(runs, ("map50_95", "latency_ms"))
-    for column in ("map50_95", "latency_ms"):
-        for part in ("low", "high"):
-            out[f"{column}_ci_{part}"] = [
-                intervals.get((*key, column), (np.nan, np.nan))[part == "high"]
-                for key in out[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None)
-            ]
+    intervals = _mean_intervals(runs, ("latency_ms",))
+    for part in ("low", "high"):
+        out[f"latency_ms_ci_{part}"] = [
+            intervals.get((*key, "latency_ms"), (np.nan, np.nan))[part == "high"]
+            for key in out[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None)
+        ]
+    better = _map_better(out, runs)
     for flag in ("pareto_gflops", "pareto_latency"):
         out[flag] = False
         out[f"{flag}_status"] = ""
     contexts = {"pareto_gflops": ["dataset", "scale", "img_size"],
                 "pareto_latency": ["dataset", "scale", "img_size", "latency_device"]}
-    for flag, context in contexts.items():
-        cost = "gflops" if flag == "pareto_gflops" else "latency_ms"
-        for _, group in out.groupby(context, dropna=False):
-            score = group["map50_95_mean"].to_numpy(dtype=float)
-            value = group[f"{cost}_mean"].to_numpy(dtype=float)
-            out.loc[group.index, flag] = pareto_optimal(score, value)
-            low = value if cost == "gflops" else group[f"{cost}_ci_low"].to_numpy(dtype=float)
-            high = value if cost == "gflops" else group[f"{cost}_ci_high"].to_numpy(dtype=float)
-            out.loc[group.index, f"{flag}_status"] = stats.pareto_status(
-                score, group["map50_95_ci_low"].to_numpy(dtype=float),
-                group["map50_95_ci_high"].to_numpy(dtype=float), value, low, high,
-            )
-    for method in bench_latency_methods(out):
-        flag, cost = f"pareto_{method}", f"latency_{method}_ms"
+    costs = {"pareto_gflops": ("gflops_mean", None),
+             "pareto_latency": ("latency_ms_mean", "latency_ms_ci")}
+    costs.update({f"pareto_{m}": (f"latency_{m}_ms", f"latency_{m}_ms_ci")
+                  for m in bench_latency_methods(out)})
+    for flag, (cost, interval) in costs.items():
         out[flag] = False
         out[f"{flag}_status"] = ""
-        for _, group in out.groupby(["dataset", "scale", "img_size"], dropna=False):
+        for _, group in out.groupby(contexts.get(flag, contexts["pareto_gflops"]), dropna=False):
             score = group["map50_95_mean"].to_numpy(dtype=float)
             value = group[cost].to_numpy(dtype=float)
+            low = value if interval is None else group[f"{interval}_low"].to_numpy(dtype=float)
+            high = value if interval is None else group[f"{interval}_high"].to_numpy(dtype=float)
             out.loc[group.index, flag] = pareto_optimal(score, value)
             out.loc[group.index, f"{flag}_status"] = stats.pareto_status(
-                score, group["map50_95_ci_low"].to_numpy(dtype=float),
-                group["map50_95_ci_high"].to_numpy(dtype=float), value,
-                group[f"{cost}_ci_low"].to_numpy(dtype=float),
-                group[f"{cost}_ci_high"].to_numpy(dtype=float),
-            )
+                score, value, low, high, better.loc[group.index, group.index].to_numpy())
     return out
+
+
+def _map_better(variants: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """[i, j] (variant indices): j's mAP50-95 beats i's by stats.pairwise_better, within
+    each (dataset, scale, img_size) context; all False without runs."""
+    better = pd.DataFrame(False, index=variants.index, columns=variants.index)
+    if runs is None or runs.empty:
+        return better
+    used = included_runs(runs)
+    per_seed = {key: dict(zip(seed_keys(group), group["map50_95"] * POINTS))
+                for key, group in used.groupby([*FACTOR_KEYS, "recipe"], sort=False)}
+    for _, group in variants.groupby(["dataset", "scale", "img_size"], dropna=False):
+        keys = list(group[[*FACTOR_KEYS, "recipe"]].itertuples(index=False, name=None))
+        values = [per_seed.get(key, {}) for key in keys]
+        better.loc[group.index, group.index] = stats.pairwise_better(values)
+    return better
 
 
 def bench_latency_methods(variants: pd.DataFrame) -> list[str]:

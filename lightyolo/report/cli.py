@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,10 @@ from lightyolo.report.aggregate import (
     aggregate_variants,
     included_runs,
 )
-from lightyolo.report.collect import REPORT_KIND, ReportError, UsageError, newest_experiment, read_runs
+from lightyolo.report.collect import (
+    REPORT_KIND, ReportError, UsageError, newest_experiment, read_runs, read_runs_csv,
+)
+from lightyolo.report.sequential import SequentialDesign
 from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
 from lightyolo.settings import tracking_uri
@@ -41,6 +44,13 @@ keys:
   tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
   baseline=B/N/O      backbone/neck/operator the deltas compare with (default: c3/pan/conv)
   out=DIR             output root; files go to DIR/<experiment>/ (default: reports)
+  runs_csv=FILE       rebuild from an earlier report's runs.csv instead of an MLflow store
+                      (experiment defaults to the file's folder name; nothing is logged)
+  margin=PTS          Δ mAP50-95 worth knowing: "equivalent" within ±PTS, seeds needed to
+                      detect PTS (default: 2)
+  seeds=adaptive      the runs came from `lightyolo.sweep … seeds=adaptive`: decide each row
+                      by the same sequential procedure (with seeds_first=N, seeds_cap=N,
+                      default 3 and 8, as the sweep had them)
 """
 
 
@@ -52,6 +62,11 @@ class ReportOptions:
     tracking_uri: str | None = None
     baseline: str = "c3/pan/conv"
     out: str = "reports"
+    runs_csv: str | None = None
+    margin: str = "2"
+    seeds: str = "fixed"
+    seeds_first: str = "3"
+    seeds_cap: str = "8"
 
 
 @dataclass(frozen=True)
@@ -93,15 +108,26 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
         baseline = Baseline.parse(options.baseline)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    uri = tracking_uri(options.tracking_uri, cwd)
-    experiment = options.experiment or newest_experiment(uri)
-    runs = read_runs(uri, experiment)
+    margin, design = _statistics_options(options)
+    if options.runs_csv:
+        csv = Path(options.runs_csv) if Path(options.runs_csv).is_absolute() else cwd / options.runs_csv
+        uri = f"runs.csv {options.runs_csv}"
+        experiment = options.experiment or csv.parent.name
+        runs = read_runs_csv(csv)
+    else:
+        uri = tracking_uri(options.tracking_uri, cwd)
+        experiment = options.experiment or newest_experiment(uri)
+        runs = read_runs(uri, experiment)
     if not (runs["status"] == "completed").any():
         raise ReportError(
             f"experiment {experiment!r} at {uri} has no completed runs "
             f"({len(runs)} runs read); nothing to report"
         )
-    variants = add_comparisons(add_deltas(aggregate_variants(runs), baseline), runs, baseline)
+    if design is not None:
+        completed = int((aggregate_variants(runs)["status"] == "completed").sum())
+        design = replace(design, family=max(1, completed - 1))
+    variants = add_deltas(aggregate_variants(runs), baseline)
+    variants = add_comparisons(variants, runs, baseline, margin, design)
     variants = add_pareto_flags(add_speedups(variants, runs, baseline), runs)
 
     out_root = Path(options.out) if Path(options.out).is_absolute() else cwd / options.out
@@ -121,12 +147,32 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
     files.markdown.write_text(
         report_markdown(
             runs, variants, plots, experiment=experiment, tracking_uri=uri, baseline=baseline,
-            out_dir=directory,
+            out_dir=directory, margin=margin, design=design,
         ),
         encoding="utf-8",
     )
-    _log_report_run(uri, experiment, baseline, files, set(runs["sweep_id"].dropna()))
+    if not options.runs_csv:
+        _log_report_run(uri, experiment, baseline, files, set(runs["sweep_id"].dropna()))
     return files
+
+
+def _statistics_options(options: ReportOptions) -> tuple[float, SequentialDesign | None]:
+    """margin= and seeds=… as numbers and a sequential design; UsageError naming the key."""
+    try:
+        margin = float(options.margin)
+        if margin <= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"margin={options.margin}: expected a positive number of points") from None
+    if options.seeds == "fixed":
+        return margin, None
+    if options.seeds != "adaptive":
+        raise UsageError(f"seeds={options.seeds}: expected fixed or adaptive")
+    try:
+        design = SequentialDesign(int(options.seeds_first), int(options.seeds_cap), margin)
+    except ValueError as err:
+        raise UsageError(f"seeds_first={options.seeds_first}, seeds_cap={options.seeds_cap}: {err}") from None
+    return margin, design
 
 
 def runs_with_use(runs: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import itertools
 import json
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -330,3 +331,42 @@ def _read_round_medians(tracking_uri: str, run_id: str, method: str) -> list[flo
                   file=sys.stderr)
             return None
     return medians if len(medians) >= 2 else None
+
+
+# --- A report's own runs.csv as input (no MLflow store) -----------------------------------
+
+
+def read_runs_csv(path: Path) -> pd.DataFrame:
+    """The runs of an earlier report's `runs.csv` as `runs_table` rows, so that a report can
+    be rebuilt where its MLflow store is not. What runs.csv does not keep: the recipe's items
+    (rows of different recipes stay apart but their differing keys are not named) and the
+    cells a sweep asked for (taken as the cells its runs logged: no "missing" rows).
+    ReportError naming the file when it is unreadable or lacks the columns a report needs."""
+    try:
+        runs = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise ReportError(f"runs_csv={path}: cannot read it ({type(err).__name__}: {err})") from err
+    needed = {"run_id", "status", "start_time", "recipe", "seed", *FACTOR_KEYS, *CONTEXT_KEYS}
+    missing = sorted(needed - set(runs.columns))
+    if missing:
+        raise ReportError(f"runs_csv={path}: expected a report's runs.csv; missing columns "
+                          f"{', '.join(missing)}")
+    runs = runs.drop(columns=["included"], errors="ignore")
+    for column in RUN_FIELDS:
+        if column not in runs:
+            runs[column] = None
+    for metric in FINAL_METRICS:
+        runs[metric] = runs[metric].astype(float) if metric in runs else np.nan
+    runs["img_size"] = _as_int(runs["img_size"])
+    runs["seed"] = _as_int(runs["seed"])
+    for flag in ("reuse_across_code", "val_is_train"):
+        runs[flag] = runs[flag].astype(str).str.lower() == "true" if flag in runs else False
+    runs["recipe_items"] = [{} for _ in range(len(runs))]
+    cells = {sweep: frozenset(group[list(FACTOR_KEYS)].astype(str).itertuples(index=False, name=None))
+             for sweep, group in runs.groupby(runs["sweep_id"].fillna(""), sort=False)}
+    runs["requested_cells"] = [cells[s] for s in runs["sweep_id"].fillna("")]
+    for method in bench_methods(runs.columns):
+        column = f"bench/{method}/round_medians"
+        if column in runs:
+            runs[column] = [json.loads(v) if isinstance(v, str) else None for v in runs[column]]
+    return runs

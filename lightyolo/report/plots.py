@@ -3,9 +3,11 @@
 Latency is the bench stage's where it ran: one `map_vs_latency_<method>.png` per method, x
 error bars its 95 % CI; without bench figures, the in-run quick figure (`map_vs_latency.png`,
 labelled so, ±1 std over seeds).
-Every completed variant is a labelled point with ±1 std error bars over seeds, coloured by
-its Pareto status (optimal, undecided within the uncertainty, dominated beyond it); the
-front (`aggregate.pareto_optimal`) is drawn as the staircase that bounds what is attainable.
+Every completed variant is a labelled point, its y error bar the tables' Holm-adjusted
+interval of its Δ mAP50-95 against the baseline (placed at the baseline's mean; none on the
+baseline itself), coloured by its Pareto status under the report's one rule (dominated
+beyond the uncertainty, undecided, or on the front by the point estimates); the front by
+the point estimates (`aggregate.pareto_optimal`) is drawn as the staircase.
 mAP is in points on the y axis.
 Uses matplotlib's object API on the Agg canvas, so no display and no global backend switch.
 """
@@ -76,6 +78,17 @@ def _cost_errors(rows: pd.DataFrame, cost: str) -> tuple[np.ndarray, str]:
     return np.vstack([below, above]), "x: 95 % CI of the bench median"
 
 
+def _score_errors(rows: pd.DataFrame) -> np.ndarray:
+    """y error bars: the Holm-adjusted interval of Δ (points) around each variant's mean,
+    0 where there is none (the baseline, one seed)."""
+    if "delta_map50_95_adj_low" not in rows:
+        return np.zeros((2, len(rows)))
+    delta = rows["delta_map50_95"].to_numpy(dtype=float)
+    below = np.nan_to_num(delta - rows["delta_map50_95_adj_low"].to_numpy(dtype=float))
+    above = np.nan_to_num(rows["delta_map50_95_adj_high"].to_numpy(dtype=float) - delta)
+    return np.vstack([below, above])
+
+
 def point_labels(rows: pd.DataFrame) -> list[str]:
     """backbone/neck/operator, plus scale@img_size when the plot mixes several."""
     mixed = rows[["scale", "img_size"]].astype(str).drop_duplicates().shape[0] > 1
@@ -92,7 +105,7 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
     x = rows[_value(cost)].to_numpy(dtype=float)
     y = rows["map50_95_mean"].to_numpy(dtype=float) * POINTS
     xerr, xerr_note = _cost_errors(rows, cost)
-    yerr = np.nan_to_num(rows["map50_95_std"].to_numpy(dtype=float) * POINTS)
+    yerr = _score_errors(rows)
     optimal = rows[flag].to_numpy(dtype=bool)
     status = (rows[f"{flag}_status"].to_numpy(dtype=object) if f"{flag}_status" in rows
               else np.where(optimal, "optimal", "dominated"))
@@ -105,10 +118,10 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
     for mask, color, ecolor, name in (
         (dominated, "tab:gray", "darkgray", "dominated beyond the uncertainty"),
         (undecided, "tab:orange", "navajowhite", "undecided (within the uncertainty)"),
-        (optimal, "tab:red", "lightcoral", "Pareto-optimal"),
+        (optimal, "tab:red", "lightcoral", "Pareto-optimal (point estimates)"),
     ):
         if mask.any():
-            axes.errorbar(x[mask], y[mask], xerr=xerr[..., mask], yerr=yerr[mask], fmt="o",
+            axes.errorbar(x[mask], y[mask], xerr=xerr[..., mask], yerr=yerr[:, mask], fmt="o",
                           color=color, ecolor=ecolor, capsize=3, label=name)
     order = np.argsort(x[optimal])
     # A staircase: each optimal point holds its mAP until a costlier one improves on it.
@@ -118,7 +131,8 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
         axes.annotate(text, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
     axes.set_xlabel(label)
     axes.set_ylabel("mAP50-95 (points, ×100 of COCO's fraction)")
-    axes.set_title(title + f"\nerror bars: y ±1 std over seeds; {xerr_note}", fontsize=10)
+    axes.set_title(title + f"\nerror bars: y Holm-adjusted interval of Δ vs the baseline; "
+                   f"{xerr_note}", fontsize=10)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     axes.margins(x=0.15, y=0.15)

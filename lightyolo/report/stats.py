@@ -1,16 +1,23 @@
 """Comparisons that carry their uncertainty: Δ over seeds with a 95 % CI, p-values (Holm
-within a table), the smallest effect the seeds could detect, speed-ups from latency
-intervals, and Pareto domination that must exceed the uncertainty.
+within a table) with the interval Holm's own step uses, the smallest effect the seeds could
+detect after that correction, speed-ups from latency intervals, and Pareto domination that
+must exceed the uncertainty. docs/statistics.md argues each choice.
 
-- Paired t over seeds (scipy.stats.ttest_rel) when both sides ran the same seeds ≥ 2 (the
-  seed fixes init and data order, so seed s of the variant is paired with seed s of the
-  baseline); Welch's t (ttest_ind(equal_var=False)) otherwise; one seed on either side:
-  spread unknown, no interval.
-- The smallest detectable effect is the |Δ| a two-sided t test at α = 0.05 finds with 80 %
-  power at these seed counts, with the observed sd (statsmodels TTestPower / TTestIndPower
-  solve for the standardised effect, times the sd).
-- Holm's step-down adjustment over the comparisons of one table;
-- "significant" only when the Holm-adjusted p < 0.05 (and so the CI excludes 0).
+- Seeds matched (≥ 2 seeds run by both sides): paired t over the common seeds
+  (scipy.stats.ttest_rel). Seed s fixes init and data order for every architecture, so a
+  seed effect shared across architectures (a random seed intercept) cancels in the
+  difference; the paired t is exact under that mixed model whatever the two sides' spreads,
+  and when nothing is shared it only loses degrees of freedom. Seeds run by one side only
+  are left out of the pairing.
+- Otherwise (fewer than 2 common seeds; runs without a seed never pair): Welch's statistic
+  with Hsu's conservative df = min(n_variant, n_baseline) − 1, whose level is ≤ α at every
+  ratio of the two spreads (Welch's estimated df is liberal at 3 seeds with unequal ones).
+- One seed on either side: spread unknown, no interval.
+- Holm's step-down adjustment over the comparisons of one table; a comparison's adjusted
+  interval is its t interval at level 1 − α / k, k its Holm multiplier (`holm_multipliers`),
+  so "the adjusted interval excludes 0" and "Holm-adjusted p < α" are one statement, and
+  `decide` is the one rule every table, Pareto flag and plot uses.
+- Power after the correction: power.py.
 
 For the bench stage's latencies: speed-ups paired by round (bootstrap of the per-round
 ratio) or from two intervals, and how well GFLOPs rank latency (Spearman's ρ).
@@ -19,19 +26,21 @@ ratio) or from two intervals, and how well GFLOPs rank latency (Spearman's ρ).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from lightyolo.bench.stage import bootstrap_median_ci
 
 ALPHA = 0.05
 POWER = 0.80
 CONFIDENCE = 0.95
+PAIRED = "paired t"
+UNPAIRED = "unpaired t (Welch, Hsu df)"
+# Decisions (`decide`): the only words a table, a Pareto flag or a plot uses for a Δ.
+BETTER, WORSE, EQUIVALENT, UNDECIDED, UNKNOWN = "better", "worse", "equivalent", "undecided", "unknown"
 
 
 @dataclass(frozen=True)
@@ -42,67 +51,59 @@ class Comparison:
     ci_low: float
     ci_high: float
     p_value: float
-    test: str  # "paired t", "Welch t", or "" when the spread is unknown
+    test: str  # PAIRED, UNPAIRED, or "" when the spread is unknown
     n_variant: int
     n_baseline: int
     detectable: float  # smallest |Δ| detectable at 80 % power; NaN when unknown
+    se: float = math.nan  # standard error of delta
+    df: float = math.nan  # degrees of freedom of the t reference
+    n_pairs: int = 0  # seeds used in the pairing (paired t only)
 
     @property
     def spread_known(self) -> bool:
         return self.test != ""
 
 
-def compare_seeds(variant: Mapping[int, float], baseline: Mapping[int, float]) -> Comparison:
-    """Δ = mean(variant) − mean(baseline) with its 95 % CI and p-value.
+def compare_seeds(variant: Mapping[Hashable, float], baseline: Mapping[Hashable, float]) -> Comparison:
+    """Δ = mean(variant) − mean(baseline) with its 95 % CI and p-value (module docstring).
 
-    `variant` and `baseline` map seed → value (a run without a seed may be given any key
-    that no seed uses; it then never pairs).
+    `variant` and `baseline` map seed → value; a run without a seed must be given a key
+    that nothing else uses (aggregate.seed_keys), so that it never pairs.
     """
     v = {seed: float(x) for seed, x in variant.items() if not math.isnan(float(x))}
     b = {seed: float(x) for seed, x in baseline.items() if not math.isnan(float(x))}
-    delta = float(np.mean(list(v.values())) - np.mean(list(b.values()))) if v and b else math.nan
-    unknown = Comparison(delta, math.nan, math.nan, math.nan, "", len(v), len(b), math.nan)
-    if len(v) < 2 or len(b) < 2:
-        return unknown
-    if set(v) == set(b):
-        seeds = sorted(v)
-        x, y = np.array([v[s] for s in seeds]), np.array([b[s] for s in seeds])
-        sd = float(np.std(x - y, ddof=1))
+    common = sorted(set(v) & set(b), key=str)
+    if len(common) >= 2:
+        x, y = np.array([v[s] for s in common]), np.array([b[s] for s in common])
+        delta = float(x.mean() - y.mean())
+        d = x - y
+        sd = float(np.std(d, ddof=1))
+        n = len(common)
         if _no_spread(sd, x, y):  # identical differences: no spread to test against
-            return Comparison(delta, delta, delta, math.nan, "paired t", len(v), len(b), 0.0)
+            return Comparison(delta, delta, delta, math.nan, PAIRED, len(v), len(b), 0.0,
+                              0.0, n - 1, n)
         result = stats.ttest_rel(x, y)
         interval = result.confidence_interval(CONFIDENCE)
-        effect = _paired_effect(len(seeds))
         return Comparison(delta, float(interval.low), float(interval.high),
-                          float(result.pvalue), "paired t", len(v), len(b), effect * sd)
+                          float(result.pvalue), PAIRED, len(v), len(b), math.nan,
+                          sd / math.sqrt(n), n - 1, n)
+    delta = float(np.mean(list(v.values())) - np.mean(list(b.values()))) if v and b else math.nan
+    if len(v) < 2 or len(b) < 2:
+        return Comparison(delta, math.nan, math.nan, math.nan, "", len(v), len(b), math.nan)
     x, y = np.array(list(v.values())), np.array(list(b.values()))
-    pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1))
-                       / (len(x) + len(y) - 2))
-    if _no_spread(pooled, x, y):
-        return Comparison(delta, delta, delta, math.nan, "Welch t", len(v), len(b), 0.0)
-    result = stats.ttest_ind(x, y, equal_var=False)
-    interval = result.confidence_interval(CONFIDENCE)
-    effect = _independent_effect(len(x), len(y))
-    return Comparison(delta, float(interval.low), float(interval.high), float(result.pvalue),
-                      "Welch t", len(v), len(b), effect * pooled)
+    se = math.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y))
+    df = min(len(x), len(y)) - 1
+    if _no_spread(se, x, y):
+        return Comparison(delta, delta, delta, math.nan, UNPAIRED, len(v), len(b), 0.0, 0.0, df)
+    half = float(stats.t.ppf(1 - (1 - CONFIDENCE) / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(delta) / se, df))
+    return Comparison(delta, delta - half, delta + half, p, UNPAIRED, len(v), len(b), math.nan,
+                      se, df)
 
 
 def _no_spread(sd: float, x: np.ndarray, y: np.ndarray) -> bool:
     """sd zero up to float rounding of the values (0.28 − 0.30 vs 0.30 − 0.32)."""
     return sd <= 1e-9 * max(1.0, float(np.abs(x).max()), float(np.abs(y).max()))
-
-
-@lru_cache(maxsize=None)
-def _paired_effect(n: int) -> float:
-    """Standardised effect (Δ / sd of the differences) a paired t finds at 80 % power."""
-    return float(TTestPower().solve_power(nobs=n, alpha=ALPHA, power=POWER))
-
-
-@lru_cache(maxsize=None)
-def _independent_effect(n_variant: int, n_baseline: int) -> float:
-    """Standardised effect (Δ / pooled sd) a two-sample t finds at 80 % power."""
-    return float(TTestIndPower().solve_power(nobs1=n_variant, ratio=n_baseline / n_variant,
-                                             alpha=ALPHA, power=POWER))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -113,12 +114,22 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     holding torch and MLflow, which the simulation tests call thousands of times.
     """
     p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
+    return np.minimum(p * holm_multipliers(p), 1.0)
+
+
+def holm_multipliers(p_values: Sequence[float]) -> np.ndarray:
+    """k per p-value such that Holm's adjusted p = min(1, k · p): the multiplier of the
+    step that decides it (between 1 and the family size); NaN for NaN."""
+    p = np.asarray(p_values, dtype=float)
+    multipliers = np.full(p.shape, np.nan)
     known = np.flatnonzero(~np.isnan(p))
     order = known[np.argsort(p[known], kind="stable")]
-    steps = np.arange(len(order), 0, -1)  # m, m-1, ..., 1
-    adjusted[order] = np.minimum(np.maximum.accumulate(p[order] * steps), 1.0)
-    return adjusted
+    steps = np.arange(len(order), 0, -1, dtype=float)  # m, m-1, ..., 1
+    uncapped = np.maximum.accumulate(p[order] * steps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = uncapped / p[order]
+    multipliers[order] = np.where(p[order] > 0, ratio, steps)
+    return multipliers
 
 
 def is_significant(comparison: Comparison, p_holm: float) -> bool:
@@ -129,12 +140,45 @@ def is_significant(comparison: Comparison, p_holm: float) -> bool:
     return bool(p_holm < ALPHA and excludes_zero)
 
 
+def adjusted_interval(comparison: Comparison, multiplier: float) -> tuple[float, float]:
+    """The t interval at level 1 − α / multiplier (Holm's step for this comparison):
+    it excludes 0 exactly when the Holm-adjusted p < α. NaN when the spread is unknown."""
+    c = comparison
+    if not c.spread_known or math.isnan(multiplier) or math.isnan(c.se):
+        return math.nan, math.nan
+    if c.se == 0.0:
+        return c.delta, c.delta
+    half = float(stats.t.ppf(1 - ALPHA / multiplier / 2, c.df)) * c.se
+    return c.delta - half, c.delta + half
+
+
+def decide(low: float, high: float, margin: float) -> str:
+    """The one rule (tables, Pareto, plots), from an adjusted interval of Δ:
+    better / worse when it excludes 0; equivalent when it lies inside ±margin (a measured
+    "no difference larger than margin"); undecided otherwise (more seeds needed); unknown
+    without an interval."""
+    if math.isnan(low) or math.isnan(high):
+        return UNKNOWN
+    if low > 0:
+        return BETTER
+    if high < 0:
+        return WORSE
+    if -margin < low and high < margin:
+        return EQUIVALENT
+    return UNDECIDED
+
+
 def _interval(low: float, high: float, digits: int) -> str:
     return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
-def verdict(comparison: Comparison, p_holm: float, *, unit: str = "pts", digits: int = 1) -> str:
-    """The comparison in plain words that follow from its CI and Holm-adjusted p."""
+def verdict(comparison: Comparison, p_holm: float, *, multiplier: float | None = None,
+            margin: float = math.nan, seeds_needed: int | None = None,
+            unit: str = "pts", digits: int = 1) -> str:
+    """The comparison in plain words that follow from its Holm-adjusted interval: direction
+    only when it is significant after Holm; "equivalent" only when the adjusted interval
+    lies inside ±margin; otherwise undecided, with what more seeds would buy.
+    `multiplier` defaults to p_holm / p (Holm's step for this comparison)."""
     c = comparison
     if math.isnan(c.delta):
         return "no completed baseline to compare with"
@@ -145,19 +189,27 @@ def verdict(comparison: Comparison, p_holm: float, *, unit: str = "pts", digits:
     if math.isnan(c.p_value):
         return (f"Δ {c.delta:+.{digits}f} {unit} identical on every seed (zero spread): "
                 "no test possible")
-    interval = _interval(c.ci_low, c.ci_high, digits)
-    direction = "better" if c.delta > 0 else "worse"
-    size = f"{abs(c.delta):.{digits}f} {unit} {interval}"
-    if is_significant(c, p_holm):
-        return f"{direction} by {size}"
+    if multiplier is None:
+        multiplier = 1.0 if math.isnan(p_holm) or c.p_value == 0 else max(1.0, p_holm / c.p_value)
+    low, high = adjusted_interval(c, multiplier)
+    interval = _interval(low, high, digits)
+    decision = decide(low, high, margin)
+    if decision in (BETTER, WORSE) and is_significant(c, p_holm):
+        return f"{decision} by {abs(c.delta):.{digits}f} {unit} {interval} (Holm-adjusted)"
     seeds = (f"{c.n_variant} seeds" if c.n_variant == c.n_baseline
              else f"{c.n_variant} vs {c.n_baseline} seeds")
+    if decision == EQUIVALENT:
+        return (f"no difference larger than ±{margin:.{digits}f} {unit}: Δ {c.delta:+.{digits}f} "
+                f"{interval} (Holm-adjusted, {seeds})")
     detectable = ("" if math.isnan(c.detectable)
-                  else f"; these seeds detect ≥ {c.detectable:.{digits}f} {unit} at 80 % power")
-    if c.ci_low > 0 or c.ci_high < 0:
-        return (f"{direction} by {size} before correction, not significant after Holm "
-                f"(p_holm {p_holm:.2f}){detectable}")
-    return f"no difference detectable with {seeds}: {interval}{detectable}"
+                  else f"; these seeds detect ≥ {c.detectable:.{digits}f} {unit} at 80 % power "
+                       "after Holm")
+    needed = ""
+    if seeds_needed is not None and not math.isnan(margin):
+        needed = f"; ≈ {seeds_needed} seeds per side would detect {margin:.{digits}f} {unit}"
+    return (f"undecided with {seeds} (not enough seeds): Δ {c.delta:+.{digits}f} {interval} "
+            f"(Holm-adjusted), not significant after Holm (p_holm {p_holm:.2f}){detectable}"
+            f"{needed}")
 
 
 @dataclass(frozen=True)
@@ -274,20 +326,21 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
 
 
 def pareto_status(
-    score: np.ndarray, score_low: np.ndarray, score_high: np.ndarray,
-    cost: np.ndarray, cost_low: np.ndarray, cost_high: np.ndarray,
+    score: np.ndarray, cost: np.ndarray, cost_low: np.ndarray, cost_high: np.ndarray,
+    score_better: np.ndarray,
 ) -> list[str]:
     """"optimal", "dominated" or "undecided" per point (higher score, lower cost is better).
 
-    A point is dominated only when another point beats it beyond the uncertainty: that
-    point's score interval lies at or above this one's (low ≥ high) and its cost interval at
-    or below (high ≤ low), one of them strictly. A point dominated by the point estimates
-    but not beyond the intervals is "undecided"; NaN intervals (one seed) never decide.
-    Points with a NaN score or cost are "" (not placed).
+    `score_better[i, j]` says that point j's score is better than point i's by the report's
+    one rule (`decide` on the Holm-adjusted interval of their pairwise comparison). A point
+    is dominated only when another point is better by that rule and costs no more beyond
+    the uncertainty (its cost interval's high ≤ this one's low; an exact cost: ≤). A point
+    beaten by the point estimates only is "undecided"; "optimal" means that no point beats it
+    even by the point estimates. Points with a NaN score or cost are "" (not placed).
     """
-    arrays = [np.asarray(a, dtype=float) for a in (score, score_low, score_high, cost,
-                                                   cost_low, cost_high)]
-    score, score_low, score_high, cost, cost_low, cost_high = arrays
+    score, cost, cost_low, cost_high = (np.asarray(a, dtype=float)
+                                        for a in (score, cost, cost_low, cost_high))
+    better = np.asarray(score_better, dtype=bool)
     valid = ~(np.isnan(score) | np.isnan(cost))
     status = []
     for i in range(len(score)):
@@ -301,9 +354,20 @@ def pareto_status(
             status.append("optimal")
             continue
         with np.errstate(invalid="ignore"):
-            score_ge = score_low >= score_high[i]
-            cost_le = cost_high <= cost_low[i]
-            beyond = (score_low > score_high[i]) | (cost_high < cost_low[i])
-        decided = others & score_ge & cost_le & beyond
-        status.append("dominated" if np.any(decided) else "undecided")
+            cheaper = cost_high <= cost_low[i]
+        status.append("dominated" if np.any(others & better[i] & cheaper) else "undecided")
     return status
+
+
+def pairwise_better(values: Sequence[Mapping[Hashable, float]]) -> np.ndarray:
+    """[i, j] True where variant j's score beats variant i's by the one rule: compare_seeds
+    of every pair, Holm over all pairs of the family, the adjusted interval excluding 0."""
+    k = len(values)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    family = [compare_seeds(values[j], values[i]) for i, j in pairs]
+    p_values = [c.p_value for c in family]
+    better = np.zeros((k, k), dtype=bool)
+    for (i, j), c, p_holm in zip(pairs, family, holm(p_values)):
+        if is_significant(c, p_holm):
+            better[i, j], better[j, i] = c.delta > 0, c.delta < 0
+    return better

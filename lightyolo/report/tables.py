@@ -11,14 +11,21 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from lightyolo.bench.stage import CI_METHOD
+from lightyolo.data.yolo_format import EMPTY_LABEL_FILE as EMPTY_LABEL
 from lightyolo.report import stats
 from lightyolo.report.aggregate import (
-    PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
+    MARGIN, PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
 )
 from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS, UNKNOWN
-from lightyolo.report.factors import effects_markdown, factor_effects, grid_gaps, swept_factors
+from lightyolo.report.latency_noise import SharedState, fit_shared_state
+from lightyolo.report.sequential import SequentialDesign
+from lightyolo.report.factors import (
+    effects_markdown, factor_effects, grid_gaps, largest_complete_subgrid, swept_factors,
+)
 
 FLOPS_CONVENTION = (
     "2 × multiply-accumulates of the convolutions and linear layers with BatchNorm folded "
@@ -27,8 +34,9 @@ FLOPS_CONVENTION = (
     "quote, where the runs logged it"
 )
 QUICK_LATENCY = (
-    "a **quick figure**: measured inside the training process right after training, "
-    "BatchNorm unfused, eager PyTorch"
+    "a **quick figure**: wall clock, measured inside the training process right after "
+    "training, BatchNorm unfused, eager PyTorch; no interval, so no speed-up is computed "
+    "from it"
 )
 SEED_COMBINATION = (
     "a variant with several seeds gets the median of its runs' medians and the envelope of "
@@ -41,10 +49,19 @@ SPEEDUP_RULE = (
     "two CIs (baseline low / variant high … baseline high / variant low, ≥ 90 % coverage)"
 )
 MAX_PAIRS = 8  # "fewer FLOPs but slower" pairs named per method
+GRID_DATASET = "shapes_grid"  # the grid recipe, tuned for seed agreement on its test split
 TEST_RULE = (
-    "ΔmAP50-95 with its 95 % CI over seeds: a paired t test when the variant and the baseline "
-    "ran the same seeds, Welch's t otherwise; p_holm is Holm-adjusted over the comparisons "
-    "of one recipe; **significant** only when p_holm < 0.05"
+    "ΔmAP50-95 over seeds: a paired t over the seeds both sides ran (a seed effect shared by "
+    "the architectures cancels; exact whatever the two spreads), else Welch's statistic with "
+    "Hsu's conservative df = min(n) − 1 (valid at any ratio of the spreads); runs without a "
+    "seed never pair. p_holm is Holm-adjusted over the comparisons of one recipe, and the "
+    "interval shown is the **Holm-adjusted** one (the test's interval at level 1 − α/k, k "
+    "the comparison's Holm multiplier): it excludes 0 exactly when p_holm < 0.05. One rule "
+    "for every table, Pareto flag and plot: **better/worse** only when that interval excludes "
+    "0 (no direction words otherwise), **equivalent** when it lies inside ±{margin:g} pts (a "
+    "measured no difference), else **undecided** (not enough seeds: the verdict says how "
+    "many would detect {margin:g} pts with 80 % power after Holm, from the two sides' pooled "
+    "seed variance)"
 )
 DASH = "—"
 ERROR_CHARS = 120
@@ -79,7 +96,7 @@ def _distinct(values: pd.Series) -> str:
 
 def conventions_block(
     runs: pd.DataFrame, variants: pd.DataFrame, *, experiment: str, tracking_uri: str,
-    baseline: Baseline,
+    baseline: Baseline, margin: float = MARGIN, design: SequentialDesign | None = None,
 ) -> str:
     """The settings a reader needs before comparing numbers, and the cells with no result."""
     counts = runs["status"].value_counts()
@@ -108,12 +125,15 @@ def conventions_block(
         f"- **Rows**: one per (backbone, neck, operator) and recipe (the run's identity minus "
         f"the seed: config minus execution keys, dataset content, weights, code); runs of "
         f"different recipes are never averaged.{_recipes_note(variants)}",
-        f"- **Statistics**: {TEST_RULE}; with one seed on a side the spread is unknown.",
+        f"- **Statistics**: {TEST_RULE.format(margin=margin)}; with one seed on a side the "
+        "spread is unknown.",
+        *_seeds_lines(variants, design),
         "- **Pareto**: within (dataset, scale, image size; for the quick latency also the "
         "device; a bench method fixes device and threads, its cost interval is the bench CI); "
-        "★ = no other variant has ≥ mAP50-95 and ≤ cost with one strict; a point beaten by "
-        "the point estimates is *dominated* only when the other's 95 % mAP interval lies "
-        "above its own and the cost is no higher beyond the uncertainty, else *undecided*.",
+        "a variant is *dominated* only when another is **better** in mAP50-95 by the rule "
+        "above (its pairwise comparison, Holm over every pair of the context) and costs no "
+        "more beyond the uncertainty; *undecided* when beaten by the point estimates only; "
+        "*front (point estimates)* when nothing beats it even so — no claim of superiority.",
         *_split_notes(runs),
     ]
     unfinished = variants[variants["status"] != "completed"]
@@ -133,6 +153,18 @@ def conventions_block(
         ]
         lines.append(markdown_table(header, rows))
     return "\n".join(lines)
+
+
+def _seeds_lines(variants: pd.DataFrame, design: SequentialDesign | None) -> list[str]:
+    """How the seeds were chosen: adaptive (which procedure, what it cost) or fixed."""
+    if design is None:
+        return []
+    trained = int(variants.loc[variants["status"] == "completed", "n_seeds"].sum())
+    cells = int((variants["status"] == "completed").sum())
+    return [f"- **Seeds: adaptive** (`python -m lightyolo.sweep … seeds=adaptive`): "
+            f"{design.describe()}; each row's `procedure` says which look decided it. "
+            f"Cells trained: {trained} (a fixed 5 seeds per cell: {5 * cells}; fixed "
+            f"{design.cap}: {design.cap * cells})."]
 
 
 def _quick_note(variants: pd.DataFrame) -> str:
@@ -155,10 +187,29 @@ def bench_method_lines(runs: pd.DataFrame, variants: pd.DataFrame) -> list[str]:
         settings = " **or** ".join(described)
         if len(described) > 1:
             settings = f"runs measured with different settings: {settings}"
-        lines.append(f"- **Latency `{method}`** (bench stage): {settings}.")
+        state = _machine_state(runs, method)
+        lines.append(f"- **Latency `{method}`** (bench stage): {settings}."
+                     + (f" Machine state in that run: {state.words()}." if state else ""))
     lines.append(f"- **Bench figures**: per cell the median of the round medians with a 95 % "
-                 f"bootstrap CI over rounds; {SEED_COMBINATION}; {SPEEDUP_RULE}.")
+                 f"interval that respects the machine state shared by the cells and drifting "
+                 f"over rounds ({CI_METHOD}; recomputed from the round medians where a run has "
+                 f"them, so runs benched under the older per-round bootstrap get it too); "
+                 f"{SEED_COMBINATION}; {SPEEDUP_RULE}.")
     return lines
+
+
+def _machine_state(runs: pd.DataFrame, method: str) -> SharedState | None:
+    """The noise model fitted on the method's round medians of its included runs, when they
+    all come from one bench run (one tag, equal round counts)."""
+    column = f"bench/{method}/round_medians"
+    if column not in runs:
+        return None
+    used = included_runs(runs)
+    lists = [v for v in used[column] if isinstance(v, list)]
+    tags = used.loc[used[column].map(lambda v: isinstance(v, list)), f"bench/{method}/tag"]
+    if len(lists) < 2 or tags.nunique() != 1 or len({len(v) for v in lists}) != 1:
+        return None
+    return fit_shared_state(np.array(lists, dtype=float))
 
 
 def describe_method(tag: str) -> str:
@@ -220,11 +271,38 @@ def _split_notes(runs: pd.DataFrame) -> list[str]:
         )
     issues = done["data_issues"].dropna().astype(str)
     if len(issues):
+        words = _data_issue_words(issues)
+        label = "Warning: data issues" if "skipped" in words else "Data"
+        notes.append(f"- **{label}**: {words}.")
+    if (done["dataset"].astype(str) == GRID_DATASET).any():
         notes.append(
-            f"- **Warning: data issues** counted by the readers in {len(issues)} run(s): "
-            f"{', '.join(sorted(set(issues)))} (the affected files were skipped)."
-        )
+            f"- **Recipe choice**: the `{GRID_DATASET}` recipe (images, epochs) was chosen so "
+            "that seeds agree, judged on the test split these tables report: the seed spreads "
+            "shown are those of a recipe picked for small spreads on this very split, so they "
+            "may understate what another split or recipe shows.")
     return notes
+
+
+def _data_issue_words(issues: pd.Series) -> str:
+    """The readers' counts in words: an empty label file is an image kept as background (no
+    objects), not a skipped file; anything else was skipped."""
+    counts: dict[str, int] = {}
+    for text in issues:
+        try:
+            for key, value in json.loads(text).items():
+                counts[key] = max(counts.get(key, 0), int(value))
+        except (ValueError, TypeError, AttributeError):
+            counts[text] = counts.get(text, 0)
+    background = {k: v for k, v in counts.items() if k.endswith(EMPTY_LABEL)}
+    skipped = {k: v for k, v in counts.items() if not k.endswith(EMPTY_LABEL)}
+    parts = []
+    if background:
+        parts.append("images with an empty label file, kept as background (no objects): "
+                     + ", ".join(f"{k.split('/')[0]} {v}" for k, v in sorted(background.items())))
+    if skipped:
+        parts.append("**files skipped** by the readers: "
+                     + ", ".join(f"{k} {v}" if v else k for k, v in sorted(skipped.items())))
+    return f"counted in {len(issues)} run(s): " + "; ".join(parts)
 
 
 def _failed_runs_of_completed(runs: pd.DataFrame, variants: pd.DataFrame) -> set[str]:
@@ -268,12 +346,17 @@ def _note(row: pd.Series) -> str:
 
 
 def _delta_ci(row: pd.Series, metric: str = "map50_95") -> str:
-    """"-2.0 [-3.1, -0.9]", or the Δ alone when its interval is unknown."""
+    """"-2.0 [-3.1, -0.9]" with the Holm-adjusted interval (the one rule's), or the Δ alone
+    when its interval is unknown."""
     delta = signed(row[f"delta_{metric}"], 1)
-    low, high = row.get(f"delta_{metric}_ci_low"), row.get(f"delta_{metric}_ci_high")
-    if delta == DASH or pd.isna(low) or pd.isna(high):
+    low, high = row.get(f"delta_{metric}_adj_low"), row.get(f"delta_{metric}_adj_high")
+    if delta == DASH or low is None or pd.isna(low) or pd.isna(high):
         return delta
     return f"{delta} [{low:+.1f}, {high:+.1f}]"
+
+
+def _decision(row: pd.Series) -> str:
+    return str(row.get("decision") or DASH) if not row.get("is_baseline", False) else DASH
 
 
 def _p(value: float) -> str:
@@ -283,7 +366,8 @@ def _p(value: float) -> str:
 def _pareto(row: pd.Series, flag: str) -> str:
     status = row.get(f"{flag}_status", "")
     # Spelled out: a blank reads as "not computed", which is what a missing status means.
-    return {"optimal": "★", "undecided": "undecided", "dominated": "dominated"}.get(status, "")
+    return {"optimal": "front (point estimates)", "undecided": "undecided",
+            "dominated": "dominated"}.get(status, "")
 
 
 def main_table(variants: pd.DataFrame) -> str:
@@ -296,10 +380,9 @@ def main_table(variants: pd.DataFrame) -> str:
     header = [
         "backbone", "neck", "operator", "scale", "img", "dataset", *(["recipe"] if recipes else []),
         "seeds", "params (M)", "GFLOPs", *(["GFLOPs@640"] if at_640 else []), "mAP50",
-        "mAP50-95", "quick latency (ms)",
+        "mAP50-95", "quick latency (ms, wall clock)",
         *([] if methods else ["FPS", "device"]),
-        "ΔmAP50-95 (pts) [95 % CI]", "p_holm", "Δparams", "ΔGFLOPs",
-        *([] if methods else ["speed-up"]),
+        "ΔmAP50-95 (pts) [Holm-adjusted]", "decision", "p_holm", "Δparams", "ΔGFLOPs",
         "Pareto GFLOPs", *([] if methods else ["Pareto latency"]),
     ]
     for method in methods:
@@ -320,10 +403,10 @@ def main_table(variants: pd.DataFrame) -> str:
             mean_std(v["latency_ms_mean"], v["latency_ms_std"], 2),
             *quick,
             _delta_ci(v),
+            _decision(v),
             _p(v["p_holm"]),
             signed(v["delta_params_pct"], 1, " %"),
             signed(v["delta_gflops_pct"], 1, " %"),
-            *([] if methods else [DASH if pd.isna(v["speedup"]) else f"{v['speedup']:.2f}×"]),
             _pareto(v, "pareto_gflops"),
             *([] if methods else [_pareto(v, "pareto_latency")]),
         ]
@@ -446,7 +529,7 @@ def comparison_verdict(row: pd.Series) -> str:
     return row["verdict"]
 
 
-def one_factor_tables(variants: pd.DataFrame, baseline: Baseline) -> str:
+def one_factor_tables(variants: pd.DataFrame, baseline: Baseline, margin: float = MARGIN) -> str:
     """One table per factor (backbone, neck, operator) and per (scale, img, dataset), the
     other two factors held at the baseline, like the ablation tables of the papers."""
     sections = []
@@ -465,14 +548,16 @@ def one_factor_tables(variants: pd.DataFrame, baseline: Baseline) -> str:
             )
     if not sections:
         return "No one-factor comparison: no variant shares two factors with the baseline."
-    return f"{TEST_RULE}.\n\n" + "\n\n".join(sections)
+    return (f"{TEST_RULE.format(margin=margin)}. The in-run quick latency (wall clock, no "
+            "interval) is left out of these comparisons: the bench columns are the ones to "
+            "compare.\n\n" + "\n\n".join(sections))
 
 
 def _factor_table(rows: pd.DataFrame, factor: str) -> str:
     header = [
         factor, "seeds", "params (M)", "Δparams", "GFLOPs", "ΔGFLOPs", "mAP50", "mAP50-95",
-        "ΔmAP50-95 (pts) [95 % CI]", "p", "p_holm", "quick latency (ms)", "quick speed-up",
-        "verdict",
+        "ΔmAP50-95 (pts) [Holm-adjusted]", "p", "p_holm", "detectable after Holm (pts)",
+        "verdict", "procedure",
     ]
     methods = bench_latency_methods(rows)
     header += [h for m in methods for h in (f"{m} (ms) [95 % CI]", f"speed-up {m} [interval]")]
@@ -490,9 +575,9 @@ def _factor_table(rows: pd.DataFrame, factor: str) -> str:
             _delta_ci(v),
             _p(v["p_value"]),
             _p(v["p_holm"]),
-            mean_std(v["latency_ms_mean"], v["latency_ms_std"], 2),
-            DASH if pd.isna(v["speedup"]) else f"{v['speedup']:.2f}×",
+            DASH if pd.isna(v.get("detectable_map50_95")) else f"{v['detectable_map50_95']:.1f}",
             comparison_verdict(v),
+            v.get("procedure") or DASH,
             *[cell for m in methods
               for cell in (bench_latency(v, m), v[f"speedup_{m}_verdict"] or DASH)],
         ])
@@ -516,40 +601,62 @@ def factor_effects_section(runs: pd.DataFrame, variants: pd.DataFrame,
             continue
         title = f"### {' × '.join(factors)} (scale {scale}, img {img_size}, {dataset}{recipe})"
         gaps = grid_gaps(group, factors)
+        analysed, note = group, ""
         if gaps:
-            sections.append(
-                f"{title}\n\nIncomplete grid: main effects and interactions are not "
-                "estimated (every combination of the swept factors needs ≥ 2 completed "
-                f"seeds). Missing: {'; '.join(gaps)}."
-            )
-            continue
-        data = group.assign(map50_95=group["map50_95"] * POINTS)
+            sub = largest_complete_subgrid(group, factors)
+            if sub is None:
+                sections.append(
+                    f"{title}\n\nIncomplete grid and no complete sub-grid of two cells: main "
+                    "effects and interactions are not estimated (every combination of the "
+                    f"analysed factors needs ≥ 2 completed seeds). Missing: {'; '.join(gaps)}."
+                )
+                continue
+            held_at_baseline = all(references[f] == level for f, level in sub.held.items())
+            if len(sub.factors) == 1 and held_at_baseline:
+                sections.append(
+                    f"{title}\n\nIncomplete grid (missing: {'; '.join(gaps)}). Its largest "
+                    f"complete sub-grid, **{sub.describe()}**, is the one-factor table of the "
+                    f"{sub.factors[0]} above: read its verdicts there (paired over seeds, no "
+                    "common seed spread assumed, which this section's pooled error would)."
+                )
+                continue
+            analysed, factors = sub.select(group), sub.factors
+            note = (f"Incomplete grid (missing: {'; '.join(gaps)}). Analysed instead: the "
+                    f"largest complete sub-grid, **{sub.describe()}** ({sub.cells} cells); "
+                    "its effects hold at the levels it keeps, not over the whole grid.\n\n")
+        data = analysed.assign(map50_95=analysed["map50_95"] * POINTS)
         effects = factor_effects(data, factors, "map50_95", references=references)
-        sections.append(f"{title}\n\n{effects_markdown(effects)}")
+        sections.append(f"{title}\n\n{note}{effects_markdown(effects)}")
     if not sections:
         return "No factor is swept: nothing to estimate."
-    return ("Main effects: a level's mean mAP50-95 minus the reference level's, each averaged "
-            "over the other factors' levels, with a 95 % CI from the pooled within-cell error "
-            "(OLS on the cell means); interactions: two-way ANOVA (type II) on the runs; "
-            "p-values Holm-adjusted within the main effects and within the interactions.\n\n"
+    return ("One linear model per grid with every interaction the grid supports (the full "
+            "factorial), whose residual is the one error term of all its tests. Main effects: "
+            "a level's mean mAP50-95 minus the reference level's, each averaged over the other "
+            "factors' levels, with its Holm-adjusted interval (the tables' rule); "
+            "interactions: type III F tests with sum-to-zero coding (valid on unbalanced grids), F(term df, error df); p-values Holm-adjusted "
+            "within the main effects and within the interactions; a significant interaction "
+            "is spelled out as simple effects with 95 % CIs; direction words only for what "
+            "is significant after Holm.\n\n"
             + "\n\n".join(sections))
 
 
 def report_markdown(
     runs: pd.DataFrame, variants: pd.DataFrame, plots: Sequence[Path], *, experiment: str,
-    tracking_uri: str, baseline: Baseline, out_dir: Path,
+    tracking_uri: str, baseline: Baseline, out_dir: Path, margin: float = MARGIN,
+    design: SequentialDesign | None = None,
 ) -> str:
     """The whole ablation.md; `plots` are embedded relative to `out_dir`."""
     images = "\n\n".join(f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots)
     parts = [
         f"# Ablation report: {experiment}",
         conventions_block(
-            runs, variants, experiment=experiment, tracking_uri=tracking_uri, baseline=baseline
+            runs, variants, experiment=experiment, tracking_uri=tracking_uri, baseline=baseline,
+            margin=margin, design=design,
         ),
         "## Main table\n\n" + main_table(variants),
         "## Tradeoffs\n\n" + (images or "No completed variant with both mAP and cost to plot."),
         "## Do GFLOPs predict latency?\n\n" + flops_latency_section(variants),
-        "## One-factor tables\n\n" + one_factor_tables(variants, baseline),
+        "## One-factor tables\n\n" + one_factor_tables(variants, baseline, margin),
         "## Factor effects\n\n" + factor_effects_section(runs, variants, baseline),
     ]
     return "\n\n".join(parts) + "\n"

@@ -50,7 +50,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # 3.17 UI still lands where its per-browser GenAI / Model training switch says: see
 # experiment_ui_url for a link that opens the runs table.
 TRAINING_KIND = "custom_model_development"
-GROUP_PARAMS = ("backbone", "neck", "operator", "dataset")
+GROUP_PARAMS = ("backbone", "neck", "operator", "dataset", "head")
 DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36)
 # Ownership of a running cell (tags): a rerun leaves a RUNNING run alone while its owner lives.
 OWNER_HOST_TAG = "owner.host"

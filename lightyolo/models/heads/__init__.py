@@ -7,8 +7,8 @@ in the class attribute `loss` (the dotted path of a class under `lightyolo.train
 user's own, built by `lightyolo.train.losses.build_loss`). In training mode it returns what
 that loss takes; in eval mode `(decoded, raw)`, where `decoded` is (B, N, 5 + nc) with an
 objectness column (`v5`) or (B, N, 4 + nc) without one (`v8`): box centre x, centre y, width,
-height in input pixels, then the scores after the sigmoid. The evaluator, NMS, export and
-bench read nothing else.
+height in input pixels, then the scores after the sigmoid; the class attribute `objectness`
+says which. The evaluator, NMS, export and bench read nothing else.
 
 - `v5`: YOLOv5's anchor-based Detect (`heads/v5.py`), the default; YOLOv5's loss.
 - `v8`: YOLOv8's anchor-free decoupled head with Distribution Focal Loss (`heads/v8.py`);

@@ -28,6 +28,7 @@ class Detect(nn.Module):
     YOLOv5 stores them, so its `model.24.anchors` loads as is.
     """
 
+    objectness = True  # decoded rows carry an objectness column (the evaluator's NMS reads it)
     # The training loss this head's raw maps feed (`lightyolo.train.losses.build_loss`).
     loss = "lightyolo.train.loss.YoloLoss"
 

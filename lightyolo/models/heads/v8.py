@@ -80,6 +80,7 @@ class AnchorFreeDetect(nn.Module):
     follow ultralytics' (`cv2`, `cv3`, `dfl`), so its head tensors map by name.
     """
 
+    objectness = False  # decoded rows carry an objectness column (the evaluator's NMS reads it)
     # The training loss this head's maps feed (`lightyolo.train.losses.build_loss`).
     loss = "lightyolo.train.anchor_free_loss.AnchorFreeLoss"
 

@@ -1,0 +1,103 @@
+"""The head as a config group (issue 26): `head=v5` is the model and identity every cell had
+before; `head=v8` is another cell with its own recipe, trained, evaluated, exported and
+benched end to end through the real Hydra config, MLflow store and ONNX Runtime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from lightyolo import identity, pipeline
+from lightyolo.bench.params import count_parameters
+from lightyolo.bench.zoo import Cell, build_cell
+from lightyolo.settings import run_name
+from lightyolo.tracking import runs_frame
+
+from conftest import REPO, compose_config, tiny_overrides
+
+# config_hash without code (the recipe hash) and variant_key of cells, computed with the code
+# before the head group existed (commit 34705d1), dataset fingerprint "d0".
+BEFORE_HEADS = {
+    (): ("e6cb851df82a2f24", "7c285433b82710ba"),
+    ("dataset=shapes_grid",): ("af9f47f52865bf8e", "a750d4fe9cb33895"),
+    ("backbone=ghost", "neck=slim", "seed=2"): ("1c318879b0c8d8b2", "7558b560232a7c1e"),
+    ("dataset=coco128",): ("2ba13928d2f3179d", "b66cb828e06cfe75"),
+}
+
+CELL_FILES = ("backbone/c2f.yaml", "neck/c2f_pan.yaml", "operator/conv.yaml", "head/v8.yaml")
+
+
+def resolved(overrides: list[str]) -> dict[str, Any]:
+    cfg = compose_config(overrides)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def recipe_hash(config: dict[str, Any]) -> str:
+    return identity.config_hash(config, dataset_fingerprint="d0", weights_digest=None, code_identity=None)
+
+
+@pytest.mark.parametrize("overrides", sorted(BEFORE_HEADS))
+def test_the_default_head_keeps_the_identity_cells_had_before_heads_were_a_group(overrides) -> None:
+    for head in ([], ["head=v5"]):
+        config = resolved([*overrides, *head])
+        assert config["head"]["_target_"] == "lightyolo.models.heads.v5.Detect"
+        assert (recipe_hash(config), identity.variant_key(config)) == BEFORE_HEADS[overrides]
+
+
+def test_head_v8_is_another_cell_with_yolov8s_loss_recipe_over_the_datasets() -> None:
+    v5, v8 = resolved(["dataset=shapes_grid"]), resolved(["dataset=shapes_grid", "head=v8"])
+    assert recipe_hash(v8) != recipe_hash(v5)
+    assert v8["head"] == {"_target_": "lightyolo.models.heads.v8.AnchorFreeDetect", "reg_max": 16}
+    # the head's gains replace shapes.yaml's YOLOv5 class gain (2.0); the dataset's lr stays
+    assert {k: v8["train"]["loss"][k] for k in ("box", "cls", "dfl", "topk", "alpha", "beta")} == {
+        "box": 7.5, "cls": 0.5, "dfl": 1.5, "topk": 10, "alpha": 0.5, "beta": 6.0,
+    }
+    assert v5["train"]["loss"]["cls"] == 2.0 and v8["train"]["lr0"] == v5["train"]["lr0"] == 0.03
+    # the command line still wins over the head's recipe
+    assert resolved(["head=v8", "train.loss.cls=1.0"])["train"]["loss"]["cls"] == 1.0
+
+
+def test_run_names_gain_the_head_only_when_it_is_not_the_default() -> None:
+    cell = {"backbone": "c3", "neck": "pan", "operator": "conv"}
+    assert run_name(cell, 0) == run_name({**cell, "head": "v5"}, 0) == "c3-pan-conv-s0"
+    assert run_name({**cell, "head": "v8"}, 2) == "c3-pan-conv-v8-s2"
+
+
+def test_yolov8n_trains_evaluates_and_logs_box_cls_dfl_losses(tmp_path: Path) -> None:
+    cfg = compose_config(tiny_overrides(tmp_path) + ["backbone=c2f", "neck=c2f_pan", "head=v8", "train.epochs=2"])
+    result = pipeline.run(cfg, output_dir=tmp_path / "run")
+    assert result.status == "completed"
+    run = runs_frame(cfg.mlflow.tracking_uri, cfg.experiment).iloc[0]
+    assert run["run_name"] == "c2f-c2f_pan-conv-v8-s0"
+    assert (run["tags.head"], run["params.head"]) == ("v8", "v8")
+    for part in ("box_loss", "cls_loss", "dfl_loss"):
+        assert run[f"metrics.train/{part}"] > 0
+    assert "metrics.train/obj_loss" not in run or run.isna()["metrics.train/obj_loss"]
+    assert 0 <= result.metrics["map50_95"] <= result.metrics["map50"] <= 1
+    yolov8n_4_classes = build_cell(Cell(*(REPO / "conf" / f for f in CELL_FILES)), "n", nc=4)
+    assert result.metrics["params"] == count_parameters(yolov8n_4_classes)
+
+
+def test_a_smoke_sweep_over_both_heads_trains_and_benches_every_cell(tmp_path: Path) -> None:
+    store = tmp_path / "mlflow.db"
+    command = [
+        sys.executable, "-m", "lightyolo.run", "-m", "-cd", str(REPO / "sweeps"), "-cn", "smoke",
+        f"mlflow.tracking_uri=sqlite:///{store}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"dataset.root={tmp_path / 'shapes'}", "backbone=c3", "neck=pan", "head=v5,v8", "train.epochs=1",
+    ]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    cells = runs[runs["tags.kind"].isna()] if "tags.kind" in runs else runs
+    assert sorted(cells["run_name"]) == ["c3-pan-conv-s0", "c3-pan-conv-v8-s0"]
+    assert (cells["tags.status"] == "completed").all()
+    # the smoke sweep's bench stage: clock auto = process CPU time at 1 thread on the CPU
+    for method in ("torch_cpu_t1_b1_64_cputime", "onnxruntime_cpu_t1_b1_64_cputime"):
+        assert (cells[f"metrics.bench/{method}/median_ms"] > 0).all()

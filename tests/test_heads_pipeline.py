@@ -85,7 +85,7 @@ def test_yolov8n_trains_evaluates_and_logs_box_cls_dfl_losses(tmp_path: Path) ->
     assert result.metrics["params"] == count_parameters(yolov8n_4_classes)
 
 
-def test_a_smoke_sweep_over_both_heads_trains_and_benches_every_cell(tmp_path: Path) -> None:
+def test_a_smoke_sweep_over_both_heads_trains_benches_and_reports_the_head_as_a_factor(tmp_path: Path) -> None:
     store = tmp_path / "mlflow.db"
     command = [
         sys.executable, "-m", "lightyolo.run", "-m", "-cd", str(REPO / "sweeps"), "-cn", "smoke",
@@ -101,3 +101,18 @@ def test_a_smoke_sweep_over_both_heads_trains_and_benches_every_cell(tmp_path: P
     # the smoke sweep's bench stage: clock auto = process CPU time at 1 thread on the CPU
     for method in ("torch_cpu_t1_b1_64_cputime", "onnxruntime_cpu_t1_b1_64_cputime"):
         assert (cells[f"metrics.bench/{method}/median_ms"] > 0).all()
+
+    report = subprocess.run(
+        [sys.executable, "-m", "lightyolo.report", "experiment=smoke", f"tracking_uri=sqlite:///{store}",
+         f"out={tmp_path / 'reports'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "reports" / "smoke" / "ablation.md").read_text()
+    # the two heads are one recipe, each with its own loss, compared in a one-factor table
+    assert "### Effect of the head (backbone c3, neck pan, operator conv;" in text
+    heads_line = next(line for line in text.splitlines() if line.startswith("- **Heads**"))
+    assert "**v5**: `train.loss.anchor_t=4.0, train.loss.box=0.05, train.loss.cls=2.0," in heads_line
+    assert "train.loss.box=7.5, train.loss.cls=0.5, train.loss.dfl=1.5" in heads_line
+    assert "| backbone | neck | operator | head | scale |" in text
+    assert "Several recipes" not in text

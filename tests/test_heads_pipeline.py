@@ -4,16 +4,19 @@ benched end to end through the real Hydra config, MLflow store and ONNX Runtime.
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf, open_dict
 
 from lightyolo import identity, pipeline
-from lightyolo.bench.params import count_parameters
+from lightyolo.bench.params import count_parameters, part_parameter_counts
 from lightyolo.bench.zoo import Cell, build_cell
 from lightyolo.settings import run_name
 from lightyolo.tracking import runs_frame
@@ -116,3 +119,76 @@ def test_a_smoke_sweep_over_both_heads_trains_benches_and_reports_the_head_as_a_
     assert "train.loss.box=7.5, train.loss.cls=0.5, train.loss.dfl=1.5" in heads_line
     assert "| backbone | neck | operator | head | scale |" in text
     assert "Several recipes" not in text
+
+
+USER_HEAD = '''"""My head: YOLOv8's anchor-free head with YOLO11's lighter class branch."""
+
+from torch import nn
+
+from lightyolo.models.heads.v8 import AnchorFreeDetect
+from lightyolo.models.layers import Conv
+
+
+class LightClassHead(AnchorFreeDetect):
+    """Depthwise 3×3 then pointwise 1×1, twice, before the class logits."""
+
+    def class_branch(self, in_channels, width):
+        return nn.Sequential(
+            nn.Sequential(Conv(in_channels, in_channels, 3, groups=in_channels), Conv(in_channels, width, 1)),
+            nn.Sequential(Conv(width, width, 3, groups=width), Conv(width, width, 1)),
+            nn.Conv2d(width, self.nc, 1),
+        )
+
+
+class NoLossHead(nn.Module):
+    def __init__(self, nc, in_channels, strides):
+        super().__init__()
+        self.nc = nc
+'''
+USER_HEAD_YAML = """# @package _global_
+head:
+  _target_: my_heads.{name}
+train:
+  loss: {{box: 7.5, cls: 0.5, dfl: 1.5, topk: 10, alpha: 0.5, beta: 6.0}}
+"""
+
+
+@pytest.fixture(scope="module")
+def user_head_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's folder outside the checkout: my_heads.py and configs/head/{light,broken}.yaml."""
+    project = tmp_path_factory.mktemp("user") / "heads"
+    (project / "configs" / "head").mkdir(parents=True)
+    (project / "my_heads.py").write_text(USER_HEAD)
+    (project / "configs" / "head" / "light.yaml").write_text(USER_HEAD_YAML.format(name="LightClassHead"))
+    (project / "configs" / "head" / "broken.yaml").write_text(USER_HEAD_YAML.format(name="NoLossHead"))
+    return project
+
+
+def user_command(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(project), "LIGHTYOLO_CONFIG_PATH": str(project / "configs"),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "lightyolo", *args], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_users_own_head_joins_the_zoo_and_trains(user_head_project: Path, tmp_path: Path) -> None:
+    zoo = user_command(user_head_project, "zoo", "--head", "light", "--no-check", "--img", "64", "--format", "csv")
+    assert zoo.returncode == 0, zoo.stderr[-2000:]
+    rows = pd.read_csv(io.StringIO(zoo.stdout)).set_index(["backbone", "neck", "operator"])
+    light = rows.loc[("c3", "pan", "conv")]
+    assert light["head"] == "light"
+    v8_head = part_parameter_counts(build_cell(Cell(*(REPO / "conf" / f for f in (
+        "backbone/c3.yaml", "neck/pan.yaml", "operator/conv.yaml", "head/v8.yaml"))), "n"))["head"]
+    assert 0 < light["head_params"] < v8_head
+    run = user_command(user_head_project, "run", "head=light", *tiny_overrides(tmp_path))
+    assert run.returncode == 0, run.stderr[-2000:]
+    done = runs_frame(f"sqlite:///{tmp_path / 'mlflow.db'}", "lightyolo").iloc[0]
+    assert (done["run_name"], done["tags.status"]) == ("c3-pan-conv-light-s0", "completed")
+    assert done["metrics.train/dfl_loss"] > 0
+
+
+def test_a_head_without_a_loss_is_refused_with_one_line_naming_it(user_head_project: Path, tmp_path: Path) -> None:
+    run = user_command(user_head_project, "run", "head=broken", *tiny_overrides(tmp_path))
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: conf/head: NoLossHead does not declare stride (see lightyolo/models/heads/__init__.py)"]

@@ -109,16 +109,18 @@ class AnchorFreeDetect(nn.Module):
         # YOLOv8's branch widths: from the finest level's channels, at least 4·reg_max / nc (≤ 100).
         box_width = max(16, in_channels[0] // 4, 4 * reg_max)
         cls_width = max(in_channels[0], min(nc, 100))
-        self.cv2 = nn.ModuleList(
-            nn.Sequential(Conv(c, box_width, 3), Conv(box_width, box_width, 3), nn.Conv2d(box_width, 4 * reg_max, 1))
-            for c in in_channels
-        )
-        self.cv3 = nn.ModuleList(
-            nn.Sequential(Conv(c, cls_width, 3), Conv(cls_width, cls_width, 3), nn.Conv2d(cls_width, nc, 1))
-            for c in in_channels
-        )
+        self.cv2 = nn.ModuleList(self.box_branch(c, box_width) for c in in_channels)
+        self.cv3 = nn.ModuleList(self.class_branch(c, cls_width) for c in in_channels)
         self.dfl = DFL(reg_max)
         self._initialize_biases()
+
+    def box_branch(self, in_channels: int, width: int) -> nn.Sequential:
+        """One level's box branch, ending in a Conv2d to 4·reg_max (a subclass may lighten it)."""
+        return nn.Sequential(Conv(in_channels, width, 3), Conv(width, width, 3), nn.Conv2d(width, 4 * self.reg_max, 1))
+
+    def class_branch(self, in_channels: int, width: int) -> nn.Sequential:
+        """One level's class branch, ending in a Conv2d to nc (a subclass may lighten it)."""
+        return nn.Sequential(Conv(in_channels, width, 3), Conv(width, width, 3), nn.Conv2d(width, self.nc, 1))
 
     def _initialize_biases(self) -> None:
         # YOLOv8's priors: box bins start even (bias 1), classes at ~5 objects per 640² image.

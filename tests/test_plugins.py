@@ -92,7 +92,7 @@ def test_an_unknown_choice_lists_the_plugin_options_among_the_valid_ones(project
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: unknown backbone 'nope' in 'backbone=nope'; "
-        "valid backbone options: c3, ghost, mobilenetv3, plain, shufflenetv2"
+        "valid backbone options: c2f, c3, ghost, mobilenetv3, plain, shufflenetv2"
     )
 
 

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightyolo.models.heads.v8 import anchor_points, dist_to_box
 from lightyolo.train.assigner import TaskAlignedAssigner, xyxy_ciou
 from lightyolo.train.settings import TrainSettings
 
@@ -59,7 +58,9 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch
 
 class AnchorFreeLoss:
     """YOLOv8's loss for an `AnchorFreeDetect` head (module docstring). Called like `YoloLoss`:
-    `(per-level maps, targets (N, 6)) → (total · batch size, detached [box, cls, dfl])`."""
+    `(per-level maps, targets (N, 6)) → (total · batch size, detached [box, cls, dfl])`.
+    It reads the head through `nc`, `reg_max`, `stride`, `split` and `cell_centres` only
+    (train/ imports nothing from models/)."""
 
     item_names = ("box_loss", "cls_loss", "dfl_loss")
 
@@ -74,7 +75,7 @@ class AnchorFreeLoss:
         alpha: float = 0.5,
         beta: float = 6.0,
     ) -> None:
-        for name in ("nc", "reg_max", "stride", "split"):
+        for name in ("nc", "reg_max", "stride", "split", "cell_centres"):
             if not hasattr(head, name):
                 raise ValueError(f"AnchorFreeLoss: head {type(head).__name__} has no `{name}`")
         self.head = head
@@ -98,19 +99,19 @@ class AnchorFreeLoss:
             raise ValueError(
                 f"AnchorFreeLoss: targets must be (N, 6) [batch_idx, cls, cx, cy, w, h], got shape {tuple(targets.shape)}"
             )
-        box_logits, cls_logits = self.head.split([p.float() for p in preds])
+        preds = [p.float() for p in preds]
+        box_logits, cls_logits = self.head.split(preds)
         pred_dist = box_logits.transpose(1, 2)  # (B, A, 4·reg_max)
         pred_scores = cls_logits.transpose(1, 2)  # (B, A, nc)
         batch_size, reg_max = pred_scores.shape[0], self.head.reg_max
-        strides = self.head.stride.tolist()
-        sizes = [tuple(p.shape[2:4]) for p in preds]
-        points, point_strides = anchor_points(sizes, strides, pred_scores)  # grid units
-        image_wh = (sizes[0][1] * strides[0], sizes[0][0] * strides[0])
+        points, point_strides = self.head.cell_centres(preds)  # grid units
+        finest_stride = float(self.head.stride[0])
+        image_wh = (preds[0].shape[3] * finest_stride, preds[0].shape[2] * finest_stride)
         gt_labels, gt_boxes, gt_mask = padded_targets(targets.to(pred_scores.device), batch_size, image_wh)
 
         bins = torch.arange(reg_max, device=pred_dist.device, dtype=pred_dist.dtype)
-        distances = pred_dist.view(batch_size, -1, 4, reg_max).softmax(3) @ bins
-        pred_boxes = dist_to_box(distances, points, xywh=False)  # xyxy, grid units
+        left_top, right_bottom = (pred_dist.view(batch_size, -1, 4, reg_max).softmax(3) @ bins).chunk(2, -1)
+        pred_boxes = torch.cat((points - left_top, points + right_bottom), -1)  # xyxy, grid units
         assigned = self.assigner(
             pred_scores.detach().sigmoid(), pred_boxes.detach() * point_strides, points * point_strides,
             gt_labels, gt_boxes, gt_mask,

@@ -137,6 +137,10 @@ class AnchorFreeDetect(nn.Module):
             return raw
         return self.decode(raw), raw
 
+    def cell_centres(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (A, 2) cell centres (grid units) and (A, 1) strides of per-level maps `raw`."""
+        return anchor_points([tuple(level.shape[2:4]) for level in raw], self.stride.tolist(), raw[0])
+
     def split(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-level maps → (box logits (B, 4·reg_max, A), class logits (B, nc, A)), levels concatenated."""
         flat = torch.cat([level.flatten(2) for level in raw], 2)
@@ -145,8 +149,6 @@ class AnchorFreeDetect(nn.Module):
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """(B, A, 4 + nc): xywh in input pixels (DFL expectation around each cell centre) and sigmoid scores."""
         box_logits, cls_logits = self.split(raw)
-        points, point_strides = anchor_points(
-            [tuple(level.shape[2:4]) for level in raw], self.stride.tolist(), box_logits
-        )
+        points, point_strides = self.cell_centres(raw)
         boxes = dist_to_box(self.dfl(box_logits), points.T.unsqueeze(0), xywh=True, dim=1) * point_strides.T
         return torch.cat((boxes, cls_logits.sigmoid()), 1).transpose(1, 2)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf, open_dict
@@ -192,3 +193,38 @@ def test_a_head_without_a_loss_is_refused_with_one_line_naming_it(user_head_proj
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: conf/head: NoLossHead does not declare stride (see lightyolo/models/heads/__init__.py)"]
+
+
+def test_the_report_estimates_whether_a_backbones_effect_depends_on_the_head() -> None:
+    """backbone {c3, ghost} × head {v5, v8}, 3 seeds, each head with its own loss: ghost costs
+    1 pt on the v5 head and 4 pts on the v8 head — an interaction the report must find."""
+    from test_report_aggregate import metrics, raw_run
+    from lightyolo.report.aggregate import Baseline
+    from lightyolo.report.collect import runs_table
+    from lightyolo.report.tables import factor_effects_section, one_factor_tables
+    from test_report_aggregate import report_variants
+
+    rng = np.random.default_rng(7)
+    rows, start = [], 0
+    for backbone in ("c3", "ghost"):
+        for head, loss in (("v5", {"box": "0.05", "cls": "2.0"}), ("v8", {"box": "7.5", "cls": "0.5", "dfl": "1.5"})):
+            for seed in range(3):
+                value = 0.30 + 0.05 * (head == "v8") - (0.01 if head == "v5" else 0.04) * (backbone == "ghost")
+                start += 1
+                row = raw_run(f"{backbone}/pan/conv", seed, "completed", start,
+                              **metrics(value + rng.normal(0, 0.0003), 4.0, 10.0, 2e6))
+                row.update({"tags.head": head, **{f"params.train.loss.{k}": v for k, v in loss.items()}})
+                rows.append(row)
+    runs = runs_table(pd.DataFrame(rows))
+    assert runs["recipe"].nunique() == 1  # the loss belongs to the head, not to the recipe
+    variants = report_variants(runs)
+    text = factor_effects_section(runs, variants, Baseline("c3", "pan", "conv"))
+    assert "### backbone × head" in text
+    assert "**head v8** vs v5: gains 3.5 pts" in text  # averaged over the backbones
+    assert "**backbone × head interaction**" in text
+    assert "backbone ghost hurts head v5 (-1.0 pts); backbone ghost hurts head v8 (-4.0 pts)" in text
+    tables = one_factor_tables(variants, Baseline("c3", "pan", "conv"))
+    assert "### Effect of the head (backbone c3, neck pan, operator conv;" in tables
+    # a run logged before the head group reads as v5
+    old = runs_table(pd.DataFrame([raw_run("c3/pan/conv", 0, "completed", 1, **metrics(0.3, 4.0, 10.0, 2e6))]))
+    assert old["head"].tolist() == ["v5"]

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from conftest import SHARED
 from lightyolo.bench.flops import gflops
 from lightyolo.bench.params import part_parameter_counts
+from lightyolo.bench.zoo import discover_cells, zoo_row
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import _layer_prefixes
 from lightyolo.train.anchor_free_loss import AnchorFreeLoss
@@ -169,3 +170,11 @@ def test_an_image_without_objects_gives_only_a_class_loss() -> None:
     total, items = AnchorFreeLoss(model.head)(model(torch.rand(1, 3, 64, 64)), torch.zeros(0, 6))
     assert items[0] == 0 and items[2] == 0 and items[1] > 0
     assert total.item() == pytest.approx(items[1].item())
+
+
+@pytest.mark.parametrize(("cell", "params"), [("c3/pan/conv/v8", 2_654_816), ("c2f/c2f_pan/conv/v8", 3_157_200)])
+def test_the_zoo_lists_the_v8_cells_with_ultralytics_parameter_counts(cell: str, params: int) -> None:
+    cells = {c.name: c for c in discover_cells(CONF, heads="all")}
+    row = zoo_row(cells[cell], "n", 640, check=False)
+    assert (row["head"], row["params"], row["strides"]) == ("v8", params, "8/16/32")
+    assert {c.names[3] for c in cells.values()} == {"v5", "v8"}

@@ -31,17 +31,18 @@ def padded_targets(
     """(N, 6) rows [batch_idx, cls, cx, cy, w, h] (normalised) → per image, padded to the
     most objects any image has: labels (B, M, 1), xyxy boxes in pixels (B, M, 4), mask (B, M, 1)."""
     device = targets.device
+    if len(targets) == 0:
+        empty = torch.zeros(batch_size, 0, 1, device=device)
+        return empty, torch.zeros(batch_size, 0, 4, device=device), empty
     images = targets[:, 0].long()
-    per_image = torch.bincount(images, minlength=batch_size) if len(targets) else torch.zeros(batch_size, dtype=torch.long)
-    objects = int(per_image.max()) if len(targets) else 0
-    rows = torch.zeros(batch_size, objects, 5, device=device)
-    if objects:
-        order = torch.sort(images, stable=True).indices
-        first_of_image = torch.cumsum(per_image, 0) - per_image
-        slot = torch.arange(len(order), device=device) - first_of_image.to(device)[images[order]]
-        rows[images[order], slot] = targets[order, 1:].float()
-    width, height = image_wh
-    centre, size = rows[..., 1:3] * rows.new_tensor([width, height]), rows[..., 3:5] * rows.new_tensor([width, height])
+    per_image = torch.bincount(images, minlength=batch_size)
+    rows = torch.zeros(batch_size, int(per_image.max()), 5, device=device)
+    order = torch.sort(images, stable=True).indices
+    first_of_image = torch.cumsum(per_image, 0) - per_image
+    slot = torch.arange(len(order), device=device) - first_of_image[images[order]]
+    rows[images[order], slot] = targets[order, 1:].float()
+    to_pixels = rows.new_tensor([image_wh[0], image_wh[1]])
+    centre, size = rows[..., 1:3] * to_pixels, rows[..., 3:5] * to_pixels
     boxes = torch.cat((centre - size / 2, centre + size / 2), -1)
     mask = (boxes.sum(-1, keepdim=True) > 0).float()  # padding rows are all zeros
     return rows[..., :1], boxes, mask

@@ -60,14 +60,12 @@ def anchor_points(sizes: list[tuple[int, int]], strides: list[float], like: torc
     return torch.cat(points), torch.cat(point_strides)
 
 
-def dist_to_box(distances: torch.Tensor, points: torch.Tensor, *, xywh: bool, dim: int = -1) -> torch.Tensor:
-    """Distances (left, top, right, bottom) from `points` → boxes: (cx, cy, w, h) or (x1, y1, x2, y2)."""
+def dist_to_xywh(distances: torch.Tensor, points: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Distances (left, top, right, bottom) from `points` → boxes (cx, cy, w, h) along `dim`."""
     left_top, right_bottom = distances.chunk(2, dim)
     top_left_corner = points - left_top
     bottom_right_corner = points + right_bottom
-    if xywh:
-        return torch.cat(((top_left_corner + bottom_right_corner) / 2, bottom_right_corner - top_left_corner), dim)
-    return torch.cat((top_left_corner, bottom_right_corner), dim)
+    return torch.cat(((top_left_corner + bottom_right_corner) / 2, bottom_right_corner - top_left_corner), dim)
 
 
 class AnchorFreeDetect(nn.Module):
@@ -102,9 +100,7 @@ class AnchorFreeDetect(nn.Module):
         if reg_max < 2:
             raise ValueError(f"head.reg_max: expected >= 2 DFL bins, got {reg_max}")
         self.nc = nc
-        self.nl = len(in_channels)
         self.reg_max = reg_max
-        self.no = nc + 4 * reg_max
         self.register_buffer("stride", torch.tensor(strides, dtype=torch.float32), persistent=False)
         # YOLOv8's branch widths: from the finest level's channels, at least 4·reg_max / nc (≤ 100).
         box_width = max(16, in_channels[0] // 4, 4 * reg_max)
@@ -150,5 +146,5 @@ class AnchorFreeDetect(nn.Module):
         """(B, A, 4 + nc): xywh in input pixels (DFL expectation around each cell centre) and sigmoid scores."""
         box_logits, cls_logits = self.split(raw)
         points, point_strides = self.cell_centres(raw)
-        boxes = dist_to_box(self.dfl(box_logits), points.T.unsqueeze(0), xywh=True, dim=1) * point_strides.T
+        boxes = dist_to_xywh(self.dfl(box_logits), points.T.unsqueeze(0), dim=1) * point_strides.T
         return torch.cat((boxes, cls_logits.sigmoid()), 1).transpose(1, 2)

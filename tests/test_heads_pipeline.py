@@ -19,10 +19,14 @@ from omegaconf import OmegaConf, open_dict
 from lightyolo import identity, pipeline
 from lightyolo.bench.params import count_parameters, part_parameter_counts
 from lightyolo.bench.zoo import Cell, build_cell
+from lightyolo.report.aggregate import Baseline
+from lightyolo.report.collect import runs_table
+from lightyolo.report.tables import factor_effects_section, one_factor_tables
 from lightyolo.settings import run_name
 from lightyolo.tracking import runs_frame
 
 from conftest import REPO, compose_config, tiny_overrides
+from test_report_aggregate import metrics, raw_run, report_variants  # hand-built runs as MLflow gives them
 
 # config_hash without code (the recipe hash) and variant_key of cells, computed with the code
 # before the head group existed (commit 34705d1), dataset fingerprint "d0".
@@ -198,12 +202,6 @@ def test_a_head_without_a_loss_is_refused_with_one_line_naming_it(user_head_proj
 def test_the_report_estimates_whether_a_backbones_effect_depends_on_the_head() -> None:
     """backbone {c3, ghost} × head {v5, v8}, 3 seeds, each head with its own loss: ghost costs
     1 pt on the v5 head and 4 pts on the v8 head — an interaction the report must find."""
-    from test_report_aggregate import metrics, raw_run
-    from lightyolo.report.aggregate import Baseline
-    from lightyolo.report.collect import runs_table
-    from lightyolo.report.tables import factor_effects_section, one_factor_tables
-    from test_report_aggregate import report_variants
-
     rng = np.random.default_rng(7)
     rows, start = [], 0
     for backbone in ("c3", "ghost"):

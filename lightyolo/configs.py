@@ -8,7 +8,7 @@ Every lookup of a config file, group option or named sweep goes through here.
   build time by pyproject.toml); in a checkout (editable install or PYTHONPATH) they are the
   top-level folders themselves.
 - Plugins: `LIGHTYOLO_CONFIG_PATH`, directories separated by `os.pathsep`, each laid out like
-  `conf/` (`backbone/`, `neck/`, `operator/`, `dataset/`) plus a `sweeps/` folder of named
+  `conf/` (`backbone/`, `neck/`, `operator/`, `dataset/`, `head/`) plus a `sweeps/` folder of named
   grids. They join every group after the built-ins (Hydra through
   `lightyolo/hydra_searchpath.py`; the zoo, the choice validation and
   `python -m lightyolo.sweep NAME` through `config_dirs` / `sweep_file`).
@@ -29,9 +29,11 @@ from pathlib import Path
 ENV_CONFIG_PATH = "LIGHTYOLO_CONFIG_PATH"
 
 # The config groups a run chooses from, in the order a cell is named.
-GROUPS: tuple[str, ...] = ("backbone", "neck", "operator", "dataset")
-# The groups that span the model grid (the zoo table).
+GROUPS: tuple[str, ...] = ("backbone", "neck", "operator", "dataset", "head")
+# The groups that span the model grid under the default head.
 MODEL_GROUPS: tuple[str, ...] = ("backbone", "neck", "operator")
+# The default head (conf/config.yaml): runs named and identified as before heads were a group.
+DEFAULT_HEAD = "v5"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,8 @@
 """`python -m lightyolo.export [key=value ...]`: a cell's best.pt → ONNX, logged on its MLflow run.
 
-What is exported: the detector rebuilt from the run's own `config.yaml` (backbone, neck and
-operator configs, `model.scale`; the class count is read off the weights), its `best.pt`
+What is exported: the detector rebuilt from the run's own `config.yaml` (backbone, neck,
+operator and head configs, `model.scale`; the class count is read off the weights; a
+config from before the head group has YOLOv5's head), its `best.pt`
 weights loaded, BatchNorm fused into the preceding convolutions with torch's
 `torch.nn.utils.fusion.fuse_conv_bn_eval` (`fuse_batchnorm`, also what the bench stage
 measures), eval mode, NCHW contiguous. The exporter is torch's TorchScript-based one
@@ -12,12 +13,18 @@ The ONNX graph:
 
 - input `images`: float32 (1, 3, H, W), RGB in [0, 1], H = W = the run's `train.img_size` or
   `img=`; with `dynamic_batch=true` the first axis is a symbolic `batch`.
-- output `detections`: float32 (B, N, 5 + nc), the Detect head's decoded inference output
-  before any confidence threshold or NMS (`models/head.py`): per anchor box
-  (x_center, y_center, width, height) in input pixels, objectness, then nc class scores,
-  all after the sigmoid. N = 3 anchors × Σ (H/s · W/s) over the strides 8, 16, 32; rows are
-  level by level, then anchor, then grid row, then column. The head's raw per-level maps
-  (the training output) are not exported.
+- output `detections`: the head's decoded inference output before any confidence threshold
+  or NMS, float32:
+  - `head=v5` (YOLOv5's Detect, `models/heads/v5.py`): (B, N, 5 + nc), per anchor box
+    (x_center, y_center, width, height) in input pixels, objectness, then nc class scores,
+    all after the sigmoid. N = 3 anchors × Σ (H/s · W/s) over the strides 8, 16, 32; rows
+    are level by level, then anchor, then grid row, then column.
+  - `head=v8` (the anchor-free head, `models/heads/v8.py`): (B, N, 4 + nc), per grid cell
+    (x_center, y_center, width, height) in input pixels (the DFL expectation of the 4 side
+    distances around the cell centre), then nc class scores after the sigmoid; no
+    objectness. N = Σ (H/s · W/s) over the strides 8, 16, 32; rows level by level, then
+    grid row, then column. (Ultralytics' own export is the transpose, (B, 4 + nc, N).)
+  The head's raw per-level maps (the training output) are not exported.
 
 Keys: `run_id=` (the MLflow run; `tracking_uri=` as in the report, default
 `sqlite:///<cwd>/mlflow.db`) or `weights=<best.pt> config=<config.yaml>` (files on disk; no
@@ -100,7 +107,10 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def classes_in_weights(state_dict: dict[str, torch.Tensor], source: str) -> int:
-    """nc of a Detect head's state_dict: head.m.0 has na · (5 + nc) output channels."""
+    """nc of a detector's state_dict: YOLOv5's head.m.0 has na · (5 + nc) output channels, the
+    anchor-free head's class branch (head.cv3.0, last conv) nc."""
+    if "head.cv3.0.2.bias" in state_dict:
+        return state_dict["head.cv3.0.2.bias"].shape[0]
     try:
         anchors = state_dict["head.anchors"]
         outputs = state_dict["head.m.0.bias"].shape[0]
@@ -116,7 +126,7 @@ def load_detector(config: DictConfig, state_dict: dict[str, torch.Tensor], sourc
             raise ExportError(f"{source}: config has no {key!r} node (expected a run's resolved config.yaml)")
     model = build_detector(
         config.backbone, config.neck, config.operator, scale=config.model.scale,
-        nc=classes_in_weights(state_dict, source),
+        nc=classes_in_weights(state_dict, source), head_cfg=config.get("head"),
     )
     model.load_state_dict(state_dict)
     return model.eval()
@@ -154,7 +164,7 @@ def load_run(tracking_uri: str, run_id: str, directory: Path) -> tuple[DictConfi
 
 
 class DecodedOutput(nn.Module):
-    """The detector's eval forward reduced to its decoded tensor (B, N, 5 + nc)."""
+    """The detector's eval forward reduced to its decoded tensor ((B, N, 5 + nc) or (B, N, 4 + nc))."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()

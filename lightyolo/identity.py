@@ -40,6 +40,10 @@ EXECUTION_KEYS: tuple[str, ...] = (
     # latency measurement settings: they change the bench numbers' precision, not the model
     "bench",
 )
+# Keys added after cells had been run, at the value that reproduces those runs: left out of the
+# identity while they hold it, so the cells run before keep their hash (issue 26: the head group;
+# head=v5 is the model every earlier cell trained).
+IMPLICIT_DEFAULTS: dict[str, Any] = {"head._target_": "lightyolo.models.heads.v5.Detect"}
 SEED_KEY = "seed"
 # The config key that keeps completed cells across code versions (default false).
 REUSE_KEY = "reuse_across_code"
@@ -69,11 +73,13 @@ def identity_items(config: Mapping[str, Any], *, with_seed: bool = True) -> dict
     unless `with_seed`). Accepts a nested config or an already flat {dotted: value} mapping
     (MLflow params), so the report can recompute a run's variant from its params. The group
     choice params a run logs beside its config (`backbone=c3`, `tracking.cell_params`) are
-    no config items: the group's own keys (`backbone._target_`, ...) carry the choice."""
+    no config items: the group's own keys (`backbone._target_`, ...) carry the choice. Keys at
+    their IMPLICIT_DEFAULTS value are left out (the default head)."""
     flat = flat_config(config)
     return {
         key: value for key, value in sorted(flat.items())
         if not is_execution_key(key) and key not in GROUPS and (with_seed or key != SEED_KEY)
+        and not (key in IMPLICIT_DEFAULTS and IMPLICIT_DEFAULTS[key] == value)
     }
 
 

@@ -319,7 +319,8 @@ def build(settings: Settings, spec: DatasetSpec, tracker: RunTracker) -> Built:
     device = resolve_device(settings.execution.device)
     config = settings.config
     model = build_detector(
-        config["backbone"], config["neck"], config["operator"], scale=settings.scale, nc=spec.nc
+        config["backbone"], config["neck"], config["operator"], scale=settings.scale, nc=spec.nc,
+        head_cfg=config.get("head"),
     ).to(device)
     if settings.weights is not None:
         report = load_weights(model, settings.weights)

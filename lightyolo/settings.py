@@ -17,7 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lightyolo.configs import GROUPS
+from lightyolo.configs import DEFAULT_HEAD, GROUPS
 from lightyolo.data.image_cache import cache_mode
 from lightyolo.data.loader import resolve_workers
 from lightyolo.cpus import UsableCpus, usable_cpus
@@ -42,8 +42,8 @@ class RunIdentity:
 
     @property
     def name(self) -> str:
-        """The MLflow run name: `<backbone>-<neck>-<operator>-s<seed>`, `-eval` added for a
-        run that only evaluates (`train.epochs=0`), so it is never taken for a trained cell."""
+        """The MLflow run name: `<backbone>-<neck>-<operator>[-<head>]-s<seed>`, `-eval` added
+        for a run that only evaluates (`train.epochs=0`), so it is never taken for a trained cell."""
         return run_name(self.choices, self.seed) + ("-eval" if self.evaluate_only else "")
 
 
@@ -96,7 +96,10 @@ class Settings:
 
 
 def run_name(choices: Mapping[str, str], seed: int) -> str:
-    return f"{choices['backbone']}-{choices['neck']}-{choices['operator']}-s{seed}"
+    """`c3-pan-conv-s0`; a head other than the default joins the name (`c3-pan-conv-v8-s0`)."""
+    head = choices.get("head", DEFAULT_HEAD)
+    cell = [choices["backbone"], choices["neck"], choices["operator"], *([head] if head != DEFAULT_HEAD else [])]
+    return f"{'-'.join(cell)}-s{seed}"
 
 
 def group_choices(cfg: DictConfig) -> dict[str, str]:

@@ -57,7 +57,7 @@ TRAINING_KIND = "custom_model_development"
 SHARED_VIEW_KEY = "lightyolo"
 SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
 SHARED_VIEW_PARAM = "viewStateShareKey"
-GROUP_PARAMS = ("backbone", "neck", "operator", "dataset")
+GROUP_PARAMS = ("backbone", "neck", "operator", "dataset", "head")
 DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36)
 # Ownership of a running cell (tags): a rerun leaves a RUNNING run alone while its owner lives.
 OWNER_HOST_TAG = "owner.host"

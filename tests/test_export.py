@@ -113,3 +113,26 @@ def test_export_of_an_unknown_run_fails_with_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"lightyolo.export: no MLflow run 'nope' at {uri}"]
+
+
+V8_CELLS = discover_cells(heads="v8")
+YOLOV8_CELLS = [c for c in V8_CELLS if c.name in ("c3/pan/conv/v8", "c2f/c2f_pan/conv/v8")]
+
+
+@pytest.mark.parametrize("cell", YOLOV8_CELLS, ids=[c.name for c in YOLOV8_CELLS])
+def test_anchor_free_models_export_their_documented_output_and_onnxruntime_matches(cell, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_cell(cell, "n", nc=3)
+    model.train()
+    model(torch.rand(2, 3, IMG, IMG))  # BatchNorm statistics away from their defaults
+    model.eval()
+    images = torch.rand(2, 3, IMG, IMG)
+    with torch.inference_mode():
+        expected = model(images)[0].numpy()
+    path = export_onnx(model, tmp_path / "model.onnx", IMG, dynamic_batch=True)
+    onnx.checker.check_model(str(path))
+    got = onnx_output(path, images)
+    # (B, cells, 4 + nc): xywh in pixels, then class scores; no objectness
+    assert got.shape == expected.shape == (2, 8 * 8 + 4 * 4 + 2 * 2, 4 + 3)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert 0 <= got[..., 4:].min() and got[..., 4:].max() <= 1

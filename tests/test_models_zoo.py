@@ -1,4 +1,4 @@
-"""Acceptance of the model zoo: all 16 backbone × neck × operator cells build, run, train and measure.
+"""Acceptance of the model zoo: all 30 backbone × neck × operator cells build, run, train and measure.
 
 Figures pinned: the reference sizes of YOLOv5n (c3/pan/conv, 1,872,157 params), Ghost + plain
 PAN at n (1,395,145) and C3 + slim-neck at n (1,669,693) from references.md, read back from
@@ -40,10 +40,10 @@ TRAIN_STEPS = 12
 TRAIN_LR = 0.1
 
 
-def test_the_grid_is_4_backbones_by_2_necks_by_2_operators() -> None:
-    assert len(CELLS) == 16
-    assert {cell.names[0] for cell in CELLS} == {"c3", "ghost", "shufflenetv2", "mobilenetv3"}
-    assert {cell.names[1] for cell in CELLS} == {"pan", "slim"}
+def test_the_grid_is_5_backbones_by_3_necks_by_2_operators() -> None:
+    assert len(CELLS) == 30
+    assert {cell.names[0] for cell in CELLS} == {"c3", "ghost", "shufflenetv2", "mobilenetv3", "c2f"}
+    assert {cell.names[1] for cell in CELLS} == {"pan", "slim", "c2f_pan"}
     assert {cell.names[2] for cell in CELLS} == {"conv", "involution"}
 
 
@@ -134,7 +134,7 @@ def zoo_csv_n_320() -> pd.DataFrame:
 
 def test_cli_csv_has_one_row_per_cell_with_exact_reference_params(zoo_csv_n_320: pd.DataFrame) -> None:
     table = zoo_csv_n_320
-    assert len(table) == 16
+    assert len(table) == 30
     assert {"scale", "backbone", "neck", "operator", "img_size", "params", "gflops"} <= set(table.columns)
     assert (table["scale"] == "n").all() and (table["img_size"] == 320).all()
     assert (table["strides"] == "8/16/32").all()
@@ -161,7 +161,7 @@ def test_a_new_variant_yaml_joins_the_grid_with_no_edit(tmp_path: Path) -> None:
     shutil.copytree(REPO / "conf", conf)
     (conf / "neck" / "pan_copy.yaml").write_text("_target_: lightyolo.models.necks.pan.PANNeck\n")
     cells = discover_cells(conf)
-    assert len(cells) == 4 * 3 * 2
+    assert len(cells) == 5 * 4 * 2
     new_cell = next(cell for cell in cells if cell.name == "c3/pan_copy/conv")
     assert sum(p.numel() for p in build_cell(new_cell, "n").parameters()) == 1_872_157
 

@@ -97,14 +97,14 @@ def test_the_installed_wheel_is_what_runs_and_carries_the_configs(venv: Path, ou
     assert conf == site_packages / "lightyolo" / "conf" and (conf / "config.yaml").is_file()
     assert sweeps == site_packages / "lightyolo" / "sweeps"
     assert plugin == site_packages / "hydra_plugins" / "lightyolo_searchpath.py"
-    assert lines[4] == str(["c3", "ghost", "mobilenetv3", "shufflenetv2"])
+    assert lines[4] == str(["c2f", "c3", "ghost", "mobilenetv3", "shufflenetv2"])
     assert lines[5] == str(["lightweight", "lightweight_slurm", "smoke"])
 
 
 def test_the_console_script_lists_the_zoo(venv: Path, outside: Path) -> None:
     proc = run([str(venv / "bin" / "lightyolo"), "zoo", "--no-check", "--img", "64", "--format", "csv"], outside)
     zoo = pd.read_csv(io.StringIO(proc.stdout))
-    assert len(zoo) == 4 * 2 * 2
+    assert len(zoo) == 5 * 3 * 2
     baseline = zoo[(zoo.backbone == "c3") & (zoo.neck == "pan") & (zoo.operator == "conv")].iloc[0]
     assert baseline["params"] == 1_872_157  # YOLOv5n (references.md)
 

@@ -74,7 +74,7 @@ def plain_backbone_params(width_multiple: float = 0.25) -> int:
 def test_the_zoo_lists_the_plugin_variants_with_exact_parameter_counts(project: Path) -> None:
     zoo = pd.read_csv(io.StringIO(ok(lightyolo(project, "zoo", "--no-check", "--img", "64", "--format", "csv")).stdout))
     rows = zoo.set_index(["backbone", "neck", "operator"])
-    assert len(rows) == 5 * 2 * 3  # c3, ghost, mobilenetv3, plain, shufflenetv2 × pan, slim × conv, dilated, involution
+    assert len(rows) == 6 * 3 * 3  # c2f, c3, ghost, mobilenetv3, plain, shufflenetv2 × c2f_pan, pan, slim × conv, dilated, involution
     baseline = rows.loc[("c3", "pan", "conv")]
     # A dilated conv has the weights and multiply-adds of the plain one: YOLOv5n's exact counts.
     dilated = rows.loc[("c3", "pan", "dilated")]
@@ -92,7 +92,7 @@ def test_an_unknown_choice_lists_the_plugin_options_among_the_valid_ones(project
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: unknown backbone 'nope' in 'backbone=nope'; "
-        "valid backbone options: c3, ghost, mobilenetv3, plain, shufflenetv2"
+        "valid backbone options: c2f, c3, ghost, mobilenetv3, plain, shufflenetv2"
     )
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lightyolo.data.records import DatasetSpec
 from lightyolo.eval.boxes import scale_boxes_to_original, xyxy_to_xywh
 from lightyolo.eval.coco import coco_evaluate, coco_ground_truth
-from lightyolo.eval.nms import non_max_suppression
+from lightyolo.eval.nms import has_objectness, non_max_suppression
 
 
 @dataclass
@@ -85,7 +85,8 @@ def evaluate(
     """COCO-evaluate `model` on `loader`, which yields (uint8 imgs, targets, metas).
 
     The model runs in eval mode under inference_mode and gets its previous mode back; its eval
-    forward returns `(pred, raw)` with `pred` (B, N, 5 + nc) decoded as YOLOv5's Detect does.
+    forward returns `(pred, raw)` with `pred` (B, N, 5 + nc) decoded as YOLOv5's Detect does,
+    or (B, N, 4 + nc) without objectness (the anchor-free head; models/heads/__init__.py).
     """
     start = time.perf_counter()
     device = torch.device(device)
@@ -103,10 +104,11 @@ def evaluate(
                 inputs = imgs.to(device, non_blocking=True).contiguous().float() / 255
                 with torch.autocast(device.type, enabled=amp):
                     pred = model(inputs)[0]
-                if pred.shape[-1] - 5 != len(category_ids):
-                    raise ValueError(f"evaluate: model predicts {pred.shape[-1] - 5} classes, category_ids has {len(category_ids)}")
+                objectness = has_objectness(pred, len(category_ids), getattr(getattr(model, "head", None), "objectness", None))
                 clock.lap("inference")
-                per_image = [d.cpu() for d in non_max_suppression(pred.float(), conf_thres, iou_thres, max_det)]
+                per_image = [
+                    d.cpu() for d in non_max_suppression(pred.float(), conf_thres, iou_thres, max_det, objectness=objectness)
+                ]
                 clock.lap("nms")
                 for detections, meta in zip(per_image, metas, strict=True):
                     detections[:, :4] = scale_boxes_to_original(detections[:, :4], meta["ratio_pad"], meta["orig_shape"])

@@ -5,7 +5,9 @@ its val.py calls it: score = objectness × class probability, candidates with ob
 `conf_thres`, one row per (box, class) pair above `conf_thres` when `multi_label`, classes kept
 apart by offsetting boxes by `cls × max_wh`, the `max_nms` best rows enter greedy NMS, at most
 `max_det` survive. `greedy_nms` returns the same indices as `torchvision.ops.nms` (suppress
-when IoU > threshold) for distinct scores.
+when IoU > threshold) for distinct scores. An anchor-free head's output has no objectness
+column (`objectness=False`, as YOLOv8's NMS reads it): a row is a candidate when its best class
+score is above `conf_thres`, and a pair's confidence is the class score itself.
 """
 
 from __future__ import annotations
@@ -70,6 +72,22 @@ def _iou(a: torch.Tensor, area_a: torch.Tensor, b: torch.Tensor, area_b: torch.T
     return intersection / (area_a[:, None] + area_b[None, :] - intersection)
 
 
+def has_objectness(pred: torch.Tensor, num_classes: int, declared: bool | None = None) -> bool:
+    """Whether decoded rows (B, N, C) carry an objectness column: C = 5 + nc (YOLOv5's Detect)
+    → True, C = 4 + nc (the anchor-free head) → False; anything else is a ValueError. A head's
+    own declaration (`head.objectness`) decides when given, since 5 + nc = 4 + (nc + 1)."""
+    if declared is not None and pred.shape[-1] == (5 if declared else 4) + num_classes:
+        return declared
+    if declared is None and pred.shape[-1] == 5 + num_classes:
+        return True
+    if declared is None and pred.shape[-1] == 4 + num_classes:
+        return False
+    raise ValueError(
+        f"evaluate: model predicts {pred.shape[-1] - 5} classes, category_ids has {num_classes} "
+        f"(rows of {pred.shape[-1]} values: expected 5 + nc with objectness or 4 + nc without)"
+    )
+
+
 def non_max_suppression(
     pred: torch.Tensor,
     conf_thres: float = 0.001,
@@ -78,23 +96,32 @@ def non_max_suppression(
     multi_label: bool = True,
     max_wh: int = 7680,
     max_nms: int = 30000,
+    objectness: bool = True,
 ) -> list[torch.Tensor]:
-    """Per image, the detections (n, 6) `[x1, y1, x2, y2, conf, cls]` of a (B, N, 5 + nc) batch.
+    """Per image, the detections (n, 6) `[x1, y1, x2, y2, conf, cls]` of a (B, N, 5 + nc) batch
+    (or (B, N, 4 + nc) with `objectness=False`).
 
-    `pred` rows are cx, cy, w, h (input pixels), sigmoided objectness, sigmoided class
-    probabilities. Boxes stay in network-input pixels; rows are sorted by confidence, best first.
+    `pred` rows are cx, cy, w, h (input pixels), sigmoided objectness (unless
+    `objectness=False`), sigmoided class probabilities. Boxes stay in network-input pixels;
+    rows are sorted by confidence, best first.
     """
-    if pred.dim() != 3 or pred.shape[2] < 6:
-        raise ValueError(f"non_max_suppression: expected pred of shape (B, N, 5 + nc), got {tuple(pred.shape)}")
+    first_class = 5 if objectness else 4
+    if pred.dim() != 3 or pred.shape[2] < first_class + 1:
+        layout = "5 + nc" if objectness else "4 + nc"
+        raise ValueError(f"non_max_suppression: expected pred of shape (B, N, {layout}), got {tuple(pred.shape)}")
     if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
         raise ValueError(f"non_max_suppression: conf_thres and iou_thres must be in 0..1, got {conf_thres}, {iou_thres}")
-    num_classes = pred.shape[2] - 5
+    num_classes = pred.shape[2] - first_class
     multi_label &= num_classes > 1  # one class: the single-label path is the same and cheaper
     output = []
     for image_pred in pred:
-        candidates = image_pred[image_pred[:, 4] > conf_thres]
+        if objectness:
+            candidates = image_pred[image_pred[:, 4] > conf_thres]
+            scores = candidates[:, 5:] * candidates[:, 4:5]
+        else:
+            candidates = image_pred[image_pred[:, 4:].amax(1) > conf_thres]
+            scores = candidates[:, 4:]
         boxes = xywh_to_xyxy(candidates[:, :4])
-        scores = candidates[:, 5:] * candidates[:, 4:5]
         if multi_label:
             box_index, class_index = (scores > conf_thres).nonzero(as_tuple=True)
             conf = scores[box_index, class_index]

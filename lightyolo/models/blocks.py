@@ -1,8 +1,9 @@
 """Blocks shared by backbones and necks.
 
 YOLOv5 v6+ blocks: Bottleneck, C3, SPPF (ultralytics/yolov5 `models/common.py` semantics);
-their attribute names (cv1, cv2, cv3, m) follow YOLOv5's so that its official state_dict
-maps onto them by name. Mobile blocks: `SqueezeExcite` and the MBConv-style
+YOLOv8's C2f and its two-3×3 bottleneck (ultralytics 8.x `nn/modules/block.py`); their
+attribute names (cv1, cv2, cv3, m) follow the reference code's so that its state_dicts map
+onto them by name. Mobile blocks: `SqueezeExcite` and the MBConv-style
 `InvertedResidual` (MobileNetV3, arXiv 1905.02244) and `channel_shuffle` (ShuffleNet; also
 GSConv's mix of its two halves).
 """
@@ -85,6 +86,46 @@ class SPPF(nn.Module):
         y1 = self.m(x)
         y2 = self.m(y1)
         return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+
+
+class C2fBottleneck(nn.Module):
+    """YOLOv8's bottleneck: 3×3 → 3×3 (both C→C spatial ops from the operator), residual when shortcut."""
+
+    def __init__(self, channels: int, operator: SpatialOperator, shortcut: bool = True) -> None:
+        super().__init__()
+        self.cv1 = operator(channels, 3, depthwise=False)
+        self.cv2 = operator(channels, 3, depthwise=False)
+        self.add = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class C2f(nn.Module):
+    """CSP with 2 convolutions, faster (YOLOv8): split cv1(x) in halves, chain `repeats`
+    bottlenecks on the second half, concat every intermediate map, cv2 to the output."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        repeats: int,
+        operator: SpatialOperator,
+        shortcut: bool = False,
+        expansion: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.hidden = int(out_channels * expansion)
+        self.cv1 = Conv(in_channels, 2 * self.hidden, 1, 1)
+        self.cv2 = Conv((2 + repeats) * self.hidden, out_channels, 1, 1)
+        self.m = nn.ModuleList(C2fBottleneck(self.hidden, operator, shortcut) for _ in range(repeats))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = list(self.cv1(x).chunk(2, 1))
+        for bottleneck in self.m:
+            maps.append(bottleneck(maps[-1]))
+        return self.cv2(torch.cat(maps, 1))
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -12,6 +12,10 @@ by a plugin yaml's `_target_` — fails with one line naming its class and what 
   width_multiple=, depth_multiple=, operator=, **yaml keys)`; maps the three maps to three
   maps at the same strides and declares `out_channels` and `strides`.
 
+- Head (`lightyolo/models/heads/__init__.py`): an nn.Module built as `cls(nc=, in_channels=<the
+  neck's out_channels>, strides=<the neck's strides>, **yaml keys)`; exposes `nc`, a `stride`
+  tensor (one value per level) and `loss`, the dotted path of its training loss class.
+
 `build_detector` checks, in order: each `_target_` imports; its signature takes the arguments
 the build gives plus the yaml's keys (`check_arguments`, before instantiating, so no multi-line
 Hydra error); the operator answers a probe (`check_operator`); the built parts' declarations
@@ -155,6 +159,22 @@ def check_operator(operator: Any, channels: int = 16, size: int = 8) -> None:
                 f"conf/operator: {name}({channels}, 3, depthwise={depthwise}) maps (1, {channels}, {size}, {size}) "
                 f"to {got}; an operator keeps (B, C, H, W)"
             )
+
+
+def check_head(head: Any, strides: Triple) -> None:
+    """A built head is an nn.Module exposing `nc`, a `stride` per level and the `loss` it trains with."""
+    check_module(head, "head")
+    name = type(head).__name__
+    for attribute in ("nc", "stride", "loss"):
+        if not hasattr(head, attribute):
+            raise ContractError(
+                f"conf/head: {name} does not declare {attribute} (see lightyolo/models/heads/__init__.py)"
+            )
+    if not isinstance(head.loss, str) or "." not in head.loss:
+        raise ContractError(f"conf/head: {name}.loss must be the dotted path of a loss class, got {head.loss!r}")
+    declared = tuple(int(s) for s in torch.as_tensor(head.stride).tolist())
+    if declared != tuple(strides):
+        raise ContractError(f"conf/head: {name} has strides {declared} but the neck gives {tuple(strides)}")
 
 
 def declared_triple(module: nn.Module, group: str, attribute: str) -> Triple:

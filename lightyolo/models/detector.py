@@ -1,9 +1,11 @@
-"""The assembled detector (backbone → neck → YOLOv5 Detect) and its builder from Hydra configs.
+"""The assembled detector (backbone → neck → head) and its builder from Hydra configs.
 
-Every grid cell is built here: `build_detector` instantiates the operator, backbone and neck
-configs (`conf/operator`, `conf/backbone`, `conf/neck`, each a `_target_`) at one of YOLOv5's
-scales and puts YOLOv5's Detect head on the neck. With c3/pan/conv it is YOLOv5 v7.0
-(ultralytics/yolov5): 1,872,157 params at n and 7,235,389 at s for nc 80 (references.md).
+Every grid cell is built here: `build_detector` instantiates the operator, backbone, neck and
+head configs (`conf/operator`, `conf/backbone`, `conf/neck`, `conf/head`, each a `_target_`)
+at one of YOLOv5's scales; without a head config it puts YOLOv5's Detect on the neck (the
+default `head=v5`). With c3/pan/conv/v5 it is YOLOv5 v7.0 (ultralytics/yolov5): 1,872,157
+params at n and 7,235,389 at s for nc 80 (references.md); c3/pan/conv/v8 is ultralytics'
+yolov5nu (2,654,816 at n) and c2f/c2f_pan/conv/v8 is YOLOv8n (3,157,200).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from lightyolo.models.contracts import check_arguments, check_module, check_operator, check_parts, declared_triple
-from lightyolo.models.head import Detect
+from lightyolo.models.contracts import (
+    check_arguments, check_head, check_module, check_operator, check_parts, declared_triple,
+)
+from lightyolo.models.heads.v5 import Detect
 
 # YOLOv5's model scales: name → (width_multiple, depth_multiple).
 SCALES: dict[str, tuple[float, float]] = {
@@ -26,9 +30,9 @@ SCALES: dict[str, tuple[float, float]] = {
 
 
 class Detector(nn.Module):
-    """head(neck(backbone(x))): raw maps in training mode, (decoded, raw) in eval mode."""
+    """head(neck(backbone(x))): the head's training output in training mode, (decoded, raw) in eval mode."""
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module, head: Detect) -> None:
+    def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = neck
@@ -47,11 +51,14 @@ class Detector(nn.Module):
         return self.head(self.neck(self.backbone(x)))
 
 
-def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale: str, nc: int) -> Detector:
-    """Instantiate operator, backbone and neck configs at `scale` and add a Detect head for `nc` classes.
+def build_detector(
+    backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale: str, nc: int, head_cfg: Any = None
+) -> Detector:
+    """Instantiate operator, backbone, neck and head configs at `scale` for `nc` classes;
+    `head_cfg=None` is YOLOv5's Detect (`conf/head/v5.yaml`).
 
     Each part is checked against its contract (`models/contracts.py`): its constructor's
-    arguments before it is instantiated, the built operator, backbone and neck after."""
+    arguments before it is instantiated, the built operator, backbone, neck and head after."""
     if scale not in SCALES:
         raise ValueError(f"scale: unknown scale {scale!r}; expected one of {sorted(SCALES)}")
     width_multiple, depth_multiple = SCALES[scale]
@@ -67,5 +74,9 @@ def build_detector(backbone_cfg: Any, neck_cfg: Any, operator_cfg: Any, *, scale
     neck = instantiate(neck_cfg, in_channels=backbone_channels, **scaled)
     check_module(neck, "neck")
     channels, strides = check_parts(backbone, neck)
-    head = Detect(nc, channels, strides=strides)
+    if head_cfg is None:
+        return Detector(backbone, neck, Detect(nc, channels, strides=strides))
+    check_arguments(head_cfg, "head", nc=nc, in_channels=channels, strides=strides)
+    head = instantiate(head_cfg, nc=nc, in_channels=channels, strides=strides)
+    check_head(head, strides)
     return Detector(backbone, neck, head)

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from lightyolo.configs import DEFAULT_HEAD
 from lightyolo.bench.stage import shared_state_interval
 from lightyolo.report import power, sequential, stats
 from lightyolo.report.sequential import SequentialDesign
@@ -52,23 +53,25 @@ ROW_KEYS: tuple[str, ...] = (*VARIANT_KEYS, "recipe")
 
 
 class Baseline(NamedTuple):
-    """The (backbone, neck, operator) every delta is measured against."""
+    """The (backbone, neck, operator, head) every delta is measured against."""
 
     backbone: str
     neck: str
     operator: str
+    head: str = DEFAULT_HEAD
 
     @classmethod
     def parse(cls, text: str) -> "Baseline":
         parts = text.split("/")
-        if len(parts) != 3 or not all(parts):
+        if len(parts) not in (3, 4) or not all(parts):
             raise ValueError(
-                f"baseline={text!r}: expected backbone/neck/operator, e.g. c3/pan/conv"
+                f"baseline={text!r}: expected backbone/neck/operator[/head], e.g. c3/pan/conv or c3/pan/conv/v8"
             )
         return cls(*parts)
 
     def __str__(self) -> str:
-        return "/".join(self)
+        """c3/pan/conv, with the head only when it is not the default (c3/pan/conv/v8)."""
+        return "/".join(self if self.head != DEFAULT_HEAD else self[:3])
 
 
 def pareto_optimal(score: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -108,7 +111,7 @@ def aggregate_variants(runs: pd.DataFrame) -> pd.DataFrame:
 
     Missing variants are the cells of a recipe that have no run under it: those its runs'
     sweeps were launched for (`requested_cells`), or, with no sweep known, every combination
-    of the backbone × neck × operator values observed under the recipe.
+    of the backbone × neck × operator × head values observed under the recipe.
     """
     used = included_runs(runs)
     rows = []
@@ -193,7 +196,7 @@ def _missing_rows(runs: pd.DataFrame) -> list[dict]:
 
 
 def _expected_cells(recipe_runs: pd.DataFrame) -> list[tuple]:
-    """The backbone/neck/operator cells one recipe's runs should cover (`aggregate_variants`)."""
+    """The backbone/neck/operator/head cells one recipe's runs should cover (`aggregate_variants`)."""
     requested = set().union(*recipe_runs["requested_cells"])
     if requested:
         return sorted(requested)
@@ -262,7 +265,7 @@ def add_comparisons(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseli
     for index, row in out.iterrows():
         if row["is_baseline"] or row["status"] != "completed":
             continue
-        mine = per_seed.get((row["backbone"], row["neck"], row["operator"], row["recipe"]), {})
+        mine = per_seed.get((*(row[f] for f in FACTOR_KEYS), row["recipe"]), {})
         base = per_seed.get((*baseline, row["recipe"]), {})
         if not base:
             continue
@@ -359,7 +362,7 @@ def add_speedups(variants: pd.DataFrame, runs: pd.DataFrame, baseline: Baseline)
         columns: dict[str, list] = {f"latency_{method}_ms{s}": [] for s in ("", "_ci_low", "_ci_high")}
         columns.update({f"speedup_{method}{s}": [] for s in ("", "_low", "_high", "_verdict", "_basis")})
         for _, row in out.iterrows():
-            mine_key = (row["backbone"], row["neck"], row["operator"], row["recipe"])
+            mine_key = (*(row[f] for f in FACTOR_KEYS), row["recipe"])
             base_key = (*baseline, row["recipe"])
             mine = latency.get(mine_key, (np.nan, np.nan, np.nan))
             for suffix, value in zip(("", "_ci_low", "_ci_high"), mine):
@@ -507,7 +510,7 @@ def bench_latency_methods(variants: pd.DataFrame) -> list[str]:
 
 
 def _mean_intervals(runs: pd.DataFrame | None, metrics: tuple[str, ...]) -> dict:
-    """{(backbone, neck, operator, recipe, metric): (low, high)} over the included runs."""
+    """{(backbone, neck, operator, head, recipe, metric): (low, high)} over the included runs."""
     if runs is None or runs.empty:
         return {}
     intervals = {}

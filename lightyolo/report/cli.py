@@ -42,7 +42,7 @@ USAGE = """usage: python -m lightyolo.report [key=value ...]
 keys:
   experiment=NAME     MLflow experiment to report (default: the newest in the store)
   tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
-  baseline=B/N/O      backbone/neck/operator the deltas compare with (default: c3/pan/conv)
+  baseline=B/N/O[/H]  backbone/neck/operator[/head] the deltas compare with (default: c3/pan/conv)
   out=DIR             output root; files go to DIR/<experiment>/ (default: reports)
   runs_csv=FILE       rebuild from an earlier report's runs.csv instead of an MLflow store
                       (experiment defaults to the file's folder name; nothing is logged)

@@ -1,7 +1,7 @@
 """MLflow runs → one tidy row per run, with the grid coordinates the report groups by.
 
-Reads what design.md's "MLflow schema" promises (tags `backbone`/`neck`/`operator`/
-`dataset`/`seed`/`status`/`error`, params `model.scale` and `train.img_size`, the final
+Reads what design.md's "MLflow schema" promises (tags `backbone`/`neck`/`operator`/`head`/
+`dataset`/`seed`/`status`/`error`; a run from before the head group has YOLOv5's head, `v5`, params `model.scale` and `train.img_size`, the final
 metrics) out of `tracking.runs_frame`, drops the runs that are no cell — the report's own
 (tag `kind=report`) and the sweeps' parent runs (`kind=sweep`) — and settles each run's status: the `status` tag when it is final, else MLflow's own FAILED /
 KILLED, else "running" (a run still going, or cut off, has no final status).
@@ -21,10 +21,14 @@ import pandas as pd
 
 from lightyolo import identity, tracking
 from lightyolo.store import schema
+from lightyolo.configs import DEFAULT_HEAD
 
 # The coordinates of a variant: one row of the main table per distinct value.
-VARIANT_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "scale", "img_size", "dataset")
-FACTOR_KEYS: tuple[str, ...] = ("backbone", "neck", "operator")
+VARIANT_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "head", "scale", "img_size", "dataset")
+FACTOR_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "head")
+# Recipe keys that belong to the head when heads are compared: the head chooses its loss
+# (conf/head/v8.yaml carries its gains), so each head is compared under its own loss recipe.
+HEAD_RECIPE_PREFIX = "train.loss."
 CONTEXT_KEYS: tuple[str, ...] = ("scale", "img_size", "dataset")
 
 # Final metrics (design.md); the report aggregates every one that a run logged.
@@ -50,6 +54,7 @@ RUN_FIELDS: dict[str, tuple[str, ...]] = {
     "backbone": ("tags.backbone",),
     "neck": ("tags.neck",),
     "operator": ("tags.operator",),
+    "head": ("tags.head", "params.head"),
     "scale": ("params.model.scale",),
     "img_size": ("params.train.img_size",),
     "dataset": ("tags.dataset", "params.dataset.name"),
@@ -133,12 +138,13 @@ def _unreadable(tracking_uri: str, err: Exception) -> ReportError:
 def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     """`tracking.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
     columns, one float column per final metric (NaN where not logged), `recipe_items` (dict)
-    and `recipe` (its digest: runs of one report row share it), `val_is_train`,
+    and `recipe` (its digest: runs of one report row share it), `head_recipe` (the loss items
+    a head brings when heads are compared, `head_recipes`), `val_is_train`,
     `requested_cells` (`sweep_cells` of the run's sweep; empty outside a known sweep); report
     and sweep runs dropped."""
     if raw.empty:
         columns = ["run_id", "run_name", "start_time", "status", *RUN_FIELDS, *FINAL_METRICS,
-                   "recipe_items", "recipe", "val_is_train", "requested_cells"]
+                   "recipe_items", "recipe", "head_recipe", "val_is_train", "requested_cells"]
         return pd.DataFrame(columns=columns)
     raw = raw.reset_index(drop=True)
     kind = f"tags.{tracking.KIND_TAG}"
@@ -155,12 +161,15 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
     )
     for field, sources in RUN_FIELDS.items():
         runs[field] = _first_present(raw, sources)
-    for key in ("backbone", "neck", "operator", "scale", "dataset"):
+    runs["head"] = runs["head"].fillna(DEFAULT_HEAD)  # runs from before the head group
+    for key in ("backbone", "neck", "operator", "head", "scale", "dataset"):
         runs[key] = runs[key].fillna(UNKNOWN).astype(str)
     runs["img_size"] = _as_int(runs["img_size"])
     runs["seed"] = _as_int(runs["seed"])
     runs["reuse_across_code"] = runs["reuse_across_code"].astype(str).str.lower() == "true"
-    runs["recipe_items"] = [_recipe_items(row) for _, row in raw.iterrows()]
+    runs["recipe_items"], runs["head_recipe"] = head_recipes(
+        [_recipe_items(row) for _, row in raw.iterrows()], list(runs["head"])
+    )
     runs["recipe"] = [_digest(items) for items in runs["recipe_items"]]
     runs["val_is_train"] = [_val_is_train(row) for _, row in raw.iterrows()]
     runs["requested_cells"] = [requested.get(sweep, frozenset()) for sweep in runs["sweep_id"]]
@@ -197,6 +206,8 @@ def sweep_cells(raw: pd.DataFrame) -> dict[str, frozenset[tuple[str, ...]]]:
             if not listed or any("(" in v or "=" in v for v in listed):
                 column = f"tags.{factor}"
                 listed = list(own[column].dropna().unique()) if column in own else []
+            if not listed and factor == "head":  # a sweep from before the head group
+                listed = [DEFAULT_HEAD]
             values.append(listed)
         cells[parent[where]] = frozenset(itertools.product(*values))
     return cells
@@ -240,6 +251,25 @@ def _recipe_items(row: pd.Series) -> dict[str, str]:
         if code:
             items[CODE_ITEM] = code
     return items
+
+
+def head_recipes(
+    items: list[dict[str, str]], heads: list[str]
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(recipe items, head items) per run. When the runs have several heads and the runs of
+    each head agree on their loss items (`train.loss.*`), those items are the head's: moved
+    out of the recipe, so that each head is compared under its own loss. Otherwise (one head,
+    or runs of one head with different losses) nothing moves and a loss still splits recipes."""
+    def loss_items(recipe: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in recipe.items() if k.startswith(HEAD_RECIPE_PREFIX)}
+
+    per_head: dict[str, set[str]] = {}
+    for recipe, head in zip(items, heads):
+        per_head.setdefault(head, set()).add(json.dumps(loss_items(recipe), sort_keys=True))
+    if len(per_head) < 2 or any(len(found) > 1 for found in per_head.values()):
+        return items, [{} for _ in items]
+    moved = [{k: v for k, v in recipe.items() if not k.startswith(HEAD_RECIPE_PREFIX)} for recipe in items]
+    return moved, [loss_items(recipe) for recipe in items]
 
 
 def _digest(items: dict[str, str]) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lightyolo.configs import DEFAULT_HEAD
 from lightyolo.report.aggregate import POINTS, bench_latency_methods
 
 # cost column → (file stem, axis label, pareto flag column)
@@ -90,11 +91,12 @@ def _score_errors(rows: pd.DataFrame) -> np.ndarray:
 
 
 def point_labels(rows: pd.DataFrame) -> list[str]:
-    """backbone/neck/operator, plus scale@img_size when the plot mixes several."""
+    """backbone/neck/operator (/head when not the default), plus scale@img_size when the plot mixes several."""
     mixed = rows[["scale", "img_size"]].astype(str).drop_duplicates().shape[0] > 1
     labels = []
     for _, row in rows.iterrows():
         label = f"{row['backbone']}/{row['neck']}/{row['operator']}"
+        label += f"/{row['head']}" if row.get("head", DEFAULT_HEAD) != DEFAULT_HEAD else ""
         label = f"{label} {row['scale']}@{row['img_size']}" if mixed else label
         recipe = row.get("recipe_diff", "")
         labels.append(f"{label} ({recipe})" if isinstance(recipe, str) and recipe else label)

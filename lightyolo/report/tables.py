@@ -16,6 +16,7 @@ import pandas as pd
 
 from lightyolo.bench.stage import CI_METHOD
 from lightyolo.data.yolo_format import EMPTY_LABEL_FILE as EMPTY_LABEL
+from lightyolo.configs import DEFAULT_HEAD
 from lightyolo.report import stats
 from lightyolo.report.aggregate import (
     MARGIN, PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
@@ -122,9 +123,10 @@ def conventions_block(
         "latency / latency.",
         f"- **Code**: lightyolo {_distinct(runs['lightyolo_version'])}, "
         f"git {_distinct(runs['git_sha'])}{_code_note(runs)}.",
-        f"- **Rows**: one per (backbone, neck, operator) and recipe (the run's identity minus "
+        f"- **Rows**: one per (backbone, neck, operator, head) and recipe (the run's identity minus "
         f"the seed: config minus execution keys, dataset content, weights, code); runs of "
         f"different recipes are never averaged.{_recipes_note(variants)}",
+        *_head_recipe_lines(runs),
         f"- **Statistics**: {TEST_RULE.format(margin=margin)}; with one seed on a side the "
         "spread is unknown.",
         *_seeds_lines(variants, design),
@@ -143,12 +145,13 @@ def conventions_block(
     ]
     if len(unfinished) or len(partly_failed):
         lines += ["", "### Failed and missing cells", ""]
-        header = ["backbone", "neck", "operator", "scale", "img", "dataset", "status", "error"]
+        heads = _shows_heads(variants)
+        header = [*_coordinate_header(heads), "status", "error"]
         rows = [
-            [*_coordinates(v), v["status"], _short(v["error"])] for _, v in unfinished.iterrows()
+            [*_coordinates(v, heads), v["status"], _short(v["error"])] for _, v in unfinished.iterrows()
         ]
         rows += [
-            [*_coordinates(r), f"seed {r['seed']} failed", _short(r["error"])]
+            [*_coordinates(r, heads), f"seed {r['seed']} failed", _short(r["error"])]
             for _, r in partly_failed.iterrows()
         ]
         lines.append(markdown_table(header, rows))
@@ -248,6 +251,23 @@ def _recipes_note(variants: pd.DataFrame) -> str:
         f"`{d}`" for d in diffs) + "."
 
 
+def _head_recipe_lines(runs: pd.DataFrame) -> list[str]:
+    """With several heads: each head's own loss recipe (collect.head_recipes), under which it
+    is compared; nothing when the runs have one head (the loss is then part of the recipe)."""
+    if "head_recipe" not in runs or runs["head"].nunique() < 2:
+        return []
+    per_head = {}
+    for head, items in zip(runs["head"], runs["head_recipe"]):
+        if isinstance(items, dict) and items:
+            per_head.setdefault(head, ", ".join(f"{k}={v}" for k, v in sorted(items.items())))
+    if not per_head:
+        return ["- **Heads**: compared under one recipe; their loss settings differ by run "
+                "(`recipe` column)."]
+    named = "; ".join(f"**{head}**: `{items}`" for head, items in sorted(per_head.items()))
+    return [f"- **Heads**: each head trains with its own loss (a head's yaml carries it, e.g. "
+            f"conf/head/v8.yaml), not counted as a recipe difference: {named}."]
+
+
 def _split_notes(runs: pd.DataFrame) -> list[str]:
     """Which split the reported metrics come from, and warnings about the data."""
     done = runs[runs["status"] == "completed"]
@@ -319,8 +339,17 @@ def _failed_runs_of_completed(runs: pd.DataFrame, variants: pd.DataFrame) -> set
     return failed_ids
 
 
-def _coordinates(row: pd.Series) -> list[str]:
-    keys = ("backbone", "neck", "operator", "scale", "img_size", "dataset")
+def _shows_heads(variants: pd.DataFrame) -> bool:
+    """Tables get a head column once a variant has a head other than the default."""
+    return "head" in variants and bool((variants["head"] != DEFAULT_HEAD).any())
+
+
+def _coordinate_header(heads: bool) -> list[str]:
+    return ["backbone", "neck", "operator", *(["head"] if heads else []), "scale", "img", "dataset"]
+
+
+def _coordinates(row: pd.Series, heads: bool = False) -> list[str]:
+    keys = ("backbone", "neck", "operator", *(("head",) if heads else ()), "scale", "img_size", "dataset")
     return [UNKNOWN if pd.isna(row[k]) else str(row[k]) for k in keys]
 
 
@@ -377,8 +406,9 @@ def main_table(variants: pd.DataFrame) -> str:
     recipes = bool(variants["recipe_diff"].fillna("").astype(bool).any())
     at_640 = "gflops_640_mean" in variants and bool(variants["gflops_640_mean"].notna().any())
     methods = bench_latency_methods(variants)
+    heads = _shows_heads(variants)
     header = [
-        "backbone", "neck", "operator", "scale", "img", "dataset", *(["recipe"] if recipes else []),
+        *_coordinate_header(heads), *(["recipe"] if recipes else []),
         "seeds", "params (M)", "GFLOPs", *(["GFLOPs@640"] if at_640 else []), "mAP50",
         "mAP50-95", "quick latency (ms, wall clock)",
         *([] if methods else ["FPS", "device"]),
@@ -392,7 +422,7 @@ def main_table(variants: pd.DataFrame) -> str:
     for _, v in variants.iterrows():
         quick = [] if methods else [mean_std(v["fps_mean"], v["fps_std"], 1), v["latency_device"] or DASH]
         row = [
-            *_coordinates(v),
+            *_coordinates(v, heads),
             *([v["recipe_diff"] or DASH] if recipes else []),
             str(v["n_seeds"]),
             mean_std(v["params_m_mean"], v["params_m_std"], 3),
@@ -515,7 +545,8 @@ def _slower_pairs(rows: pd.DataFrame, gflops: pd.Series, method: str) -> str:
 
 
 def _variant_name(row: pd.Series) -> str:
-    return f"{row['backbone']}/{row['neck']}/{row['operator']} {row['scale']}@{row['img_size']}"
+    head = f"/{row['head']}" if row.get("head", DEFAULT_HEAD) != DEFAULT_HEAD else ""
+    return f"{row['backbone']}/{row['neck']}/{row['operator']}{head} {row['scale']}@{row['img_size']}"
 
 
 def comparison_verdict(row: pd.Series) -> str:
@@ -530,9 +561,10 @@ def comparison_verdict(row: pd.Series) -> str:
 
 
 def one_factor_tables(variants: pd.DataFrame, baseline: Baseline, margin: float = MARGIN) -> str:
-    """One table per factor (backbone, neck, operator) and per (scale, img, dataset), the
-    other two factors held at the baseline, like the ablation tables of the papers."""
+    """One table per factor (backbone, neck, operator, head) and per (scale, img, dataset),
+    the other factors held at the baseline, like the ablation tables of the papers."""
     sections = []
+    heads = _shows_heads(variants)
     for key, group in variants.groupby([*CONTEXT_KEYS, "recipe"], dropna=False, sort=True):
         scale, img_size, dataset = (str(v) for v in key[:3])
         recipe = group["recipe_diff"].iloc[0]
@@ -541,7 +573,8 @@ def one_factor_tables(variants: pd.DataFrame, baseline: Baseline, margin: float 
             rows = one_factor_rows(group, factor, baseline)
             if len(rows) < 2:
                 continue
-            held = ", ".join(f"{k} {v}" for k, v in zip(FACTOR_KEYS, baseline) if k != factor)
+            held = ", ".join(f"{k} {v}" for k, v in zip(FACTOR_KEYS, baseline)
+                             if k != factor and (k != "head" or heads))
             sections.append(
                 f"### Effect of the {factor} ({held}; scale {scale}, img {img_size}, {dataset}"
                 f"{recipe})\n\n" + _factor_table(rows, factor)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from lightyolo.train.checkpoint import BEST, LAST, capture_rng_state, restore_rng_state, save_checkpoint
 from lightyolo.train.ema import ModelEMA
-from lightyolo.train.loss import YoloLoss
+from lightyolo.train.losses import DetectionLoss, build_loss
 from lightyolo.train.optim import build_optimizer, lr_lambda, warmup_iterations, warmup_step
 from lightyolo.train.precision import autocast_dtype, cpu_has_native_bf16
 from lightyolo.train.settings import TrainSettings
@@ -45,7 +45,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class EpochReport:
     epoch: int
-    losses: dict[str, float]  # mean box/obj/cls over the epoch
+    losses: dict[str, float]  # mean of each part of the loss over the epoch (box/obj/cls for YOLOv5's)
     lr: float
     images: int
     seconds: float
@@ -74,7 +74,7 @@ class TrainState:
     """What the loop updates: the model and everything that steps with it."""
 
     model: nn.Module
-    loss_fn: YoloLoss
+    loss_fn: DetectionLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     lr_factor: Callable[[int], float]
@@ -136,11 +136,7 @@ def setup_training(
     """Loss, optimizer, schedule, EMA and scaler for `model`, restored from `resume` if given."""
     # channels_last: ~10 % faster convolutions forward and backward on CPU (and with AMP on GPU).
     model.to(device, memory_format=torch.channels_last)
-    gains = settings.loss
-    loss_fn = YoloLoss(
-        model.head, img_size=settings.img_size, box_gain=gains.box, obj_gain=gains.obj,
-        cls_gain=gains.cls, anchor_t=gains.anchor_t,
-    )
+    loss_fn = build_loss(model.head, settings)  # the head names its loss (train/losses.py)
     # YOLOv5 scales weight decay with the images per optimizer step.
     weight_decay = (
         settings.weight_decay * settings.batch_size * settings.accumulate / settings.nominal_batch_size
@@ -214,11 +210,10 @@ def train_one_epoch(
         sums += items
         images += imgs.shape[0]
         if not bar.disable and i % POSTFIX_EVERY == 0:  # formatting the losses syncs with the device
-            box, obj, cls = items.tolist()
-            bar.set_postfix(box=f"{box:.4f}", obj=f"{obj:.4f}", cls=f"{cls:.4f}",
-                            img_s=f"{images / (time.perf_counter() - t0):.1f}")
+            parts = {_short(name): f"{value:.4f}" for name, value in zip(state.loss_fn.item_names, items.tolist())}
+            bar.set_postfix(**parts, img_s=f"{images / (time.perf_counter() - t0):.1f}")
     state.scheduler.step()
-    losses = dict(zip(("box_loss", "obj_loss", "cls_loss"), (sums / max(i + 1, 1)).tolist()))
+    losses = dict(zip(state.loss_fn.item_names, (sums / max(i + 1, 1)).tolist()))
     lr = state.optimizer.param_groups[0]["lr"]
     return EpochReport(epoch, losses, lr, images, time.perf_counter() - t0)
 
@@ -249,9 +244,10 @@ def _train_step(
     with torch.autocast(imgs.device.type, dtype=state.autocast_dtype, enabled=state.autocast_dtype is not None):
         loss, items = state.loss_fn(state.model(imgs), targets)
     if not torch.isfinite(loss):
+        names = "/".join(_short(name) for name in state.loss_fn.item_names)
         raise NonFiniteLossError(
             f"loss became {loss.item()} at epoch {where[0] + 1}, batch {where[1] + 1} "
-            f"(box/obj/cls = {items.tolist()}); lower train.lr0 or check the labels"
+            f"({names} = {items.tolist()}); lower train.lr0 or check the labels"
         )
     state.scaler.scale(loss).backward()
     if step - state.last_step >= accumulate:
@@ -306,10 +302,16 @@ def save_last(
     )
 
 
+def _short(item_name: str) -> str:
+    """`box_loss` → `box`: the name a loss part goes by in progress lines."""
+    return item_name.removesuffix("_loss")
+
+
 def _log_epoch(report: EpochReport, epochs: int) -> None:
     val = report.val
+    parts = " ".join(f"{_short(name)} {value:.4f}" for name, value in report.losses.items())
     log.info(
-        "epoch %d/%d: box %.4f obj %.4f cls %.4f, %.1f img/s%s",
-        report.epoch + 1, epochs, *report.losses.values(), report.images / report.seconds,
+        "epoch %d/%d: %s, %.1f img/s%s",
+        report.epoch + 1, epochs, parts, report.images / report.seconds,
         f", val mAP50 {val['map50']:.3f} mAP50-95 {val['map50_95']:.3f}" if val else "",
     )

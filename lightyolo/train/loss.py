@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lightyolo.train.settings import TrainSettings
+
 # YOLOv5's per-level objectness weights for P3, P4, P5: small-object levels have more cells.
 LEVEL_BALANCE = (4.0, 1.0, 0.4)
 # A target also goes to a neighbouring cell when its centre is within this much of that edge.
@@ -80,6 +82,8 @@ class YoloLoss:
     the anchors are read at every call, so the loss follows the head across devices.
     """
 
+    item_names = ("box_loss", "obj_loss", "cls_loss")
+
     def __init__(
         self,
         head: nn.Module,
@@ -111,6 +115,13 @@ class YoloLoss:
         self.negative_label = 0.5 * label_smoothing
         self.cls_pw = cls_pw
         self.obj_pw = obj_pw
+
+    @classmethod
+    def from_settings(cls, head: nn.Module, settings: TrainSettings) -> YoloLoss:
+        """The loss with the run's `train.loss` gains and image size."""
+        gains = settings.loss
+        return cls(head, img_size=settings.img_size, box_gain=gains.box, obj_gain=gains.obj,
+                   cls_gain=gains.cls, anchor_t=gains.anchor_t)
 
     def __call__(
         self, preds: list[torch.Tensor], targets: torch.Tensor

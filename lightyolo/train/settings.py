@@ -13,12 +13,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class LossGains:
-    """`train.loss`: YOLOv5's loss gains and anchor-matching threshold."""
+    """`train.loss`: YOLOv5's loss gains and anchor-matching threshold, and the keys only a
+    head's own loss reads (conf/head/v8.yaml: DFL gain, task-aligned assigner's top-k, α, β;
+    None where the config has none)."""
 
     box: float
     obj: float
     cls: float
     anchor_t: float
+    dfl: float | None = None
+    topk: int | None = None
+    alpha: float | None = None
+    beta: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,8 @@ class TrainSettings:
     def from_config(cls, train: Mapping[str, Any]) -> TrainSettings:
         """The settings from the `train` group (extra keys, e.g. `augment`, are ignored)."""
         values = {f.name: train[f.name] for f in fields(cls) if f.name != "loss"}
-        return cls(**values, loss=LossGains(**{f.name: train["loss"][f.name] for f in fields(LossGains)}))
+        loss = train["loss"]
+        return cls(**values, loss=LossGains(**{f.name: loss[f.name] for f in fields(LossGains) if f.name in loss}))
 
     @property
     def accumulate(self) -> int:

@@ -52,10 +52,11 @@ class C3Backbone(nn.Module):
 
     `layers` holds the ten layers in YOLOv5's order, so `layers.i` is YOLOv5's `model.i`.
     Subclasses that keep the layout but swap blocks override `stem_layer`, `down_layer`,
-    `csp_layer` or `sppf_layer`.
+    `csp_layer` or `sppf_layer` (and `table`, to change kernels or repeats).
     """
 
     strides = STRIDES
+    table: tuple[LayerSpec, ...] = C3_BACKBONE
 
     def __init__(
         self,
@@ -71,7 +72,7 @@ class C3Backbone(nn.Module):
         taps: list[int] = []
         tap_channels: list[int] = []
         channels = in_channels
-        for index, spec in enumerate(C3_BACKBONE):
+        for index, spec in enumerate(self.table):
             out = scale_width(spec.channels, width_multiple)
             layers.append(self._build(spec, channels, out, depth_multiple, operator))
             if spec.tap:

@@ -220,7 +220,8 @@ def test_the_report_estimates_whether_a_backbones_effect_depends_on_the_head() -
     assert "### backbone × head" in text
     assert "**head v8** vs v5: gains 3.5 pts" in text  # averaged over the backbones
     assert "**backbone × head interaction**" in text
-    assert "backbone ghost hurts head v5 (-1.0 pts); backbone ghost hurts head v8 (-4.0 pts)" in text
+    # the interaction spelled out as simple effects with their intervals (the full factorial model)
+    assert "backbone ghost at head v5: -1.0 pts [" in text and "backbone ghost at head v8: -4.0 pts [" in text
     tables = one_factor_tables(variants, Baseline("c3", "pan", "conv"))
     assert "### Effect of the head (backbone c3, neck pan, operator conv;" in tables
     # a run logged before the head group reads as v5

@@ -313,7 +313,7 @@ def _sequential_row(out: pd.DataFrame, index: int, per_seed: dict, baseline: Bas
                     design: SequentialDesign) -> None:
     """Replaces a row's mAP50-95 decision with the sequential procedure's."""
     row = out.loc[index]
-    mine = per_seed.get((row["backbone"], row["neck"], row["operator"], row["recipe"]), {})
+    mine = per_seed.get((*(row[f] for f in FACTOR_KEYS), row["recipe"]), {})
     base = per_seed.get((*baseline, row["recipe"]), {})
     common = sorted(s for s in set(mine) & set(base) if isinstance(s, int))
     if len(common) < design.first:

@@ -376,6 +376,8 @@ def read_runs_csv(path: Path) -> pd.DataFrame:
         runs = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise ReportError(f"runs_csv={path}: cannot read it ({type(err).__name__}: {err})") from err
+    if "head" not in runs:  # a report from before the head group: every run had YOLOv5's head
+        runs["head"] = DEFAULT_HEAD
     needed = {"run_id", "status", "start_time", "recipe", "seed", *FACTOR_KEYS, *CONTEXT_KEYS}
     missing = sorted(needed - set(runs.columns))
     if missing:

@@ -58,6 +58,10 @@ def training_calibration(spec: DatasetSpec, img: int, images: int = DEFAULT_IMAG
         "split_size": len(spec.train),
         "seed": seed,
         "files_sha256": files_digest(chosen),
+        # A dataset whose val (or test) split reuses training files (coco128 does) calibrates
+        # on evaluation images all the same: counted here so that the figure says so.
+        "also_in_val": len({str(r.path) for r in chosen} & {str(r.path) for r in spec.val}),
+        "also_in_test": len({str(r.path) for r in chosen} & {str(r.path) for r in spec.test or []}),
         "preprocessing": f"letterbox {img}x{img} as the evaluation, RGB/255",
     }
     return Calibration(batches, tuple(str(r.path) for r in chosen), description)

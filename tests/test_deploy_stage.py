@@ -5,88 +5,81 @@ named, logged "unsupported" cells; mAP through each runtime is logged with how i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lightyolo import pipeline, tracking
 from lightyolo.bench.experiment import BenchSettings, bench_runs
 from lightyolo.deploy.__main__ import main as deploy_main
-from lightyolo.deploy.registry import ENTRY_POINT_GROUP, runtime_names
+from lightyolo.deploy.registry import runtime_names
+from lightyolo.report.cli import ReportOptions, write_report
 
 from conftest import compose_config, tiny_overrides
+from toy_runtime import TOY, write_toy_package
 
 EXPERIMENT = "deploytest"
-TOY = "toyruntime"
+
+
+CELLS = (["backbone=c3"],)
 
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory) -> str:
-    """One completed tiny cell (c3/pan/conv, 1 epoch on the synthetic shapes) in a SQLite store."""
+    """A completed tiny cell (c3/pan/conv, 1 epoch on the synthetic shapes) in a SQLite store."""
     tmp = tmp_path_factory.mktemp("deploy")
-    cfg = compose_config(tiny_overrides(tmp) + [f"experiment={EXPERIMENT}"])
-    assert pipeline.run(cfg, output_dir=tmp / "run").status == "completed"
+    for extra in CELLS:
+        cfg = compose_config(tiny_overrides(tmp) + [f"experiment={EXPERIMENT}", *extra])
+        assert pipeline.run(cfg, output_dir=tmp / extra[0]).status == "completed"
     return cfg.mlflow.tracking_uri
 
 
-@pytest.fixture
-def toy_package(tmp_path: Path, monkeypatch) -> Path:
-    """A package the repository does not contain, installed the way pip leaves one: a module
-    and a dist-info whose entry_points.txt declares the runtime. It runs the export in ONNX
-    Runtime with every graph optimisation off (a runtime lightyolo does not ship)."""
-    site = tmp_path / "site-packages"
-    (site / "toy_runtime_pkg").mkdir(parents=True)
-    (site / "toy_runtime_pkg" / "__init__.py").write_text(textwrap.dedent('''
-        import onnxruntime as ort
-
-        from lightyolo.deploy.runtime import Session, check_precision
-
-
-        class ToySession(Session):
-            def __init__(self, session):
-                self.session = session
-                self.description = {"graph_optimization": "disabled"}
-
-            def run(self, images):
-                return self.session.run(None, {"images": images})[0]
-
-
-        class ToyRuntime:
-            name = "toyruntime"
-
-            def __init__(self, device="cpu", threads=1):
-                self.device, self.threads = device, threads
-
-            version = "0.1"
-
-            def load(self, exported, precision):
-                check_precision(self.name, precision, ("fp32",))
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-                options.intra_op_num_threads = self.threads
-                return ToySession(ort.InferenceSession(str(exported.onnx), options, providers=["CPUExecutionProvider"]))
-    '''))
-    info = site / "toy_runtime_pkg-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-runtime-pkg\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{TOY} = toy_runtime_pkg:ToyRuntime\n")
-    monkeypatch.syspath_prepend(str(site))
-    return site
-
-
-def test_a_runtime_from_an_outside_package_is_timed_beside_the_built_ins(experiment: str, toy_package: Path) -> None:
-    assert TOY in runtime_names()
-    settings = BenchSettings(runtimes=("torch", "onnxruntime", "openvino", "ncnn", TOY), precisions=("fp32", "int8"),
-                             rounds=2, warmup=0, iters=1, clock="cpu", calibration_images=4)
+@pytest.fixture(scope="module")
+def benched(experiment: str, tmp_path_factory):
+    """The bench stage over the cell(s): torch, onnxruntime, openvino, ncnn and the toy
+    runtime (installed for this fixture only) at fp32 and int8; (results, log lines)."""
+    site = tmp_path_factory.mktemp("site-packages")
+    write_toy_package(site)
     logged: list[str] = []
-    results = bench_runs(experiment, EXPERIMENT, settings, log=logged.append)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(site))
+        assert TOY in runtime_names()
+        settings = BenchSettings(runtimes=("torch", "onnxruntime", "openvino", "ncnn", TOY), precisions=("fp32", "int8"),
+                                 rounds=4, warmup=0, iters=1, clock="cpu", calibration_images=4)
+        results = bench_runs(experiment, EXPERIMENT, settings, log=logged.append)
+    return results, logged
+
+
+@pytest.fixture(scope="module")
+def deployed(experiment: str) -> str:
+    """`python -m lightyolo.deploy` on the c3 cell through torch, ONNX Runtime and OpenVINO at
+    fp32 and int8; its printed table."""
+    c3 = next(r for r in tracking.completed_runs(experiment, EXPERIMENT) if r.run_name == "c3-pan-conv-s0")
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert deploy_main([f"experiment={EXPERIMENT}", f"tracking_uri={experiment}", f"run_ids={c3.run_id}",
+                            "runtimes=[torch,onnxruntime,openvino]", "precisions=[fp32,int8]",
+                            "calibration_images=4"]) == 0
+    return capture.getvalue()
+
+
+def c3_run(uri: str) -> tracking.CompletedRun:
+    return next(r for r in tracking.completed_runs(uri, EXPERIMENT) if r.run_name == "c3-pan-conv-s0")
+
+
+
+
+def test_a_runtime_from_an_outside_package_is_timed_beside_the_built_ins(experiment: str, benched) -> None:
+    results, logged = benched
     methods = {r.method for r in results}
     assert methods == {f"{key}_cpu_t1_b1_64_cputime" for key in
                        ("torch", "onnxruntime", "openvino", "ncnn", TOY, "onnxruntime_int8", "openvino_int8")}
-    assert all(r.summary.median_ms > 0 for r in results)
-    run = tracking.completed_runs(experiment, EXPERIMENT)[0]
+    assert all(r.summary.median_ms > 0 for r in results) and len(results) == len(CELLS) * 7
+    run = c3_run(experiment)
     toy = json.loads(run.tags[f"bench/{TOY}_cpu_t1_b1_64_cputime"])
     assert (toy["runtime"], toy["runtime_version"], toy["graph_optimization"]) == (TOY, "0.1", "disabled")
     assert run.metrics[f"bench/{TOY}_cpu_t1_b1_64_cputime/median_ms"] > 0
@@ -103,10 +96,8 @@ def test_a_runtime_from_an_outside_package_is_timed_beside_the_built_ins(experim
         assert any(key in line and "unsupported" in line for line in logged)
 
 
-def test_deploy_logs_map_through_each_runtime_with_how_it_was_measured(experiment: str, capsys) -> None:
-    assert deploy_main([f"experiment={EXPERIMENT}", f"tracking_uri={experiment}", "runtimes=[torch,onnxruntime,openvino]",
-                        "precisions=[fp32,int8]", "calibration_images=4"]) == 0
-    run = tracking.completed_runs(experiment, EXPERIMENT)[0]
+def test_deploy_logs_map_through_each_runtime_with_how_it_was_measured(experiment: str, deployed: str) -> None:
+    run = c3_run(experiment)
     reference = run.metrics["deploy/torch_fp32/map50_95"]
     for key in ("onnxruntime_fp32", "openvino_fp32"):
         assert run.metrics[f"deploy/{key}/map50_95"] == pytest.approx(reference, abs=0.002)
@@ -117,9 +108,33 @@ def test_deploy_logs_map_through_each_runtime_with_how_it_was_measured(experimen
         assert how["calibration"]["split"] == "train" and how["calibration"]["also_in_test"] == 0
         assert 0 <= run.metrics[f"deploy/{key}/map50_95"] <= 1
     assert json.loads(run.tags["deploy/torch_int8"])["status"] == "unsupported"
-    table = capsys.readouterr().out
+    table = deployed
     assert "| c3-pan-conv-s0 | torch_int8 | unsupported |" in table
     assert f"| c3-pan-conv-s0 | openvino_int8 | {run.metrics['deploy/openvino_int8/map50_95']:.4f} |" in table
+
+
+def test_the_report_gains_a_deployment_section_and_its_csvs(experiment: str, benched, deployed, tmp_path: Path) -> None:
+    files = write_report(ReportOptions(experiment=EXPERIMENT, tracking_uri=experiment, out=str(tmp_path)))
+    text = files.markdown.read_text()
+    section = text.split("## Deployment: runtimes and precisions")[1].split("\n## ")[0]
+    rows = pd.read_csv(files.directory / "deployment.csv")
+    assert set(zip(rows["runtime"], rows["precision"])) >= {
+        ("torch", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8"), ("ncnn", "fp32"), (TOY, "fp32")}
+    assert len(rows) == len(CELLS) * 10  # per cell 7 measured + 3 unsupported
+    unsupported = rows[rows["unsupported"].notna() & (rows["unsupported"] != "")]
+    assert set(zip(unsupported["runtime"], unsupported["precision"])) == {("torch", "int8"), ("ncnn", "int8"), (TOY, "int8")}
+    assert "| c3/pan/conv | ncnn | int8 | unsupported: ncnn does not run int8 here" in section
+    ort_int8 = rows[(rows["variant"] == "c3/pan/conv") & (rows["runtime"] == "onnxruntime") & (rows["precision"] == "int8")].iloc[0]
+    assert ort_int8["latency_ms_ci_low"] <= ort_int8["latency_ms"] <= ort_int8["latency_ms_ci_high"]
+    assert ort_int8["speedup_vs_own_fp32_low"] <= ort_int8["speedup_vs_own_fp32"] <= ort_int8["speedup_vs_own_fp32_high"]
+    assert ort_int8["map_drop"] == pytest.approx(ort_int8["map50_95_deployed"] - rows[
+        (rows["variant"] == "c3/pan/conv") & (rows["runtime"] == "torch") & (rows["precision"] == "fp32")
+    ].iloc[0]["map50_95_deployed"])
+    assert "INT8 in openvino: c3/pan/conv survives best" in section
+    # The main table keeps torch and ONNX Runtime at fp32 only.
+    main = text.split("## Main table")[1].split("\n## ")[0]
+    assert "onnxruntime_cpu_t1_b1_64_cputime (ms)" in main and "openvino" not in main and "int8" not in main
+    assert files.directory / "deployment.csv" in files.all()
 
 
 def test_deploy_refuses_an_unknown_runtime_in_one_line(experiment: str, capsys) -> None:

@@ -163,7 +163,8 @@ def deployment_rows(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFram
     if not frame.empty:
         frame["pareto"] = False
         for _, part in frame.groupby("method"):
-            score = part["map50_95_deployed"].fillna(part["map50_95_pytorch"]).to_numpy(float)
+            deployed = part["map50_95_deployed"] if "map50_95_deployed" in part else pd.Series(np.nan, index=part.index)
+            score = deployed.fillna(part["map50_95_pytorch"]).to_numpy(float)
             cost = part.get("latency_ms", pd.Series(np.nan, index=part.index)).to_numpy(float)
             frame.loc[part.index, "pareto"] = pareto_optimal(score, cost)
     return frame
@@ -199,6 +200,15 @@ def _deployed_map(group: pd.DataFrame, key: str) -> dict[str, float]:
     return out
 
 
+def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's τ-b of each row pair of a and b, (resamples, items) each: scipy's statistic,
+    vectorised over the resamples (NaN where a row has no untied pair)."""
+    sa = np.sign(a[:, :, None] - a[:, None, :])
+    sb = np.sign(b[:, :, None] - b[:, None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sa * sb).sum(axis=(1, 2)) / np.sqrt((sa**2).sum(axis=(1, 2)) * (sb**2).sum(axis=(1, 2)))
+
+
 def rank_agreement(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Kendall's τ of the variants' latencies between every two methods of one target, with
     its 95 % interval from resampling rounds (module docstring)."""
@@ -218,12 +228,8 @@ def rank_agreement(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFrame
         ra = np.stack([pair[0] for pair in both.values()])
         rb = np.stack([pair[1] for pair in both.values()])
         tau = scipy_stats.kendalltau(np.median(ra, axis=1), np.median(rb, axis=1)).statistic
-        rng = np.random.default_rng(seed)
-        rounds = ra.shape[1]
-        draws = []
-        for _ in range(RESAMPLES):
-            pick = rng.integers(0, rounds, rounds)
-            draws.append(scipy_stats.kendalltau(np.median(ra[:, pick], axis=1), np.median(rb[:, pick], axis=1)).statistic)
+        picks = np.random.default_rng(seed).integers(0, ra.shape[1], (RESAMPLES, ra.shape[1]))
+        draws = kendall_tau_b(np.median(ra[:, picks], axis=2).T, np.median(rb[:, picks], axis=2).T)
         low, high = np.nanpercentile(draws, [2.5, 97.5])
         rows.append({"method_a": a, "method_b": b, "variants": len(both), "tau": float(tau),
                      "tau_low": float(low), "tau_high": float(high)})

@@ -6,8 +6,8 @@
 1. PyTorch, as the pipeline evaluates (`dataset=coco128 model.weights=… train.epochs=0`,
    rectangular batches): `pipeline.run` into a throwaway MLflow store.
 2. mAP50-95 / mAP50 through each runtime at fp32 and INT8 (`lightyolo.deploy.experiment.deploy_cell`:
-   square letterbox, batch 1, the same NMS and pycocotools path; PyTorch fp32 on that path is
-   the reference each drop is taken from).
+   the same rectangular batches, one export per batch shape, batch 1 per call, the same NMS
+   and pycocotools path; PyTorch fp32 on that path is the reference each drop is taken from).
 3. Latency of every (runtime, precision): the bench stage's protocol (`deployed_passes`,
    `interleaved_timings`, process CPU time at 1 thread, median of round medians with its 95 %
    bootstrap CI over rounds) and each one's speed-up over PyTorch fp32 and INT8's over its own
@@ -87,7 +87,7 @@ def main() -> None:
                               calibration_images=args.calibration_images)
     figures = deploy_cell(config, model, "yolov5n", settings, tmp / "deployed", log=lambda m: print(m, flush=True))
     reference = figures["torch_fp32"][0]
-    print(f"\n| runtime | precision | mAP50-95 | mAP50 | mAP50-95 − PyTorch fp32 (same path) |\n|---|---|---|---|---|")
+    print("\n| runtime | precision | mAP50-95 | mAP50 | mAP50-95 − PyTorch fp32 (same path) |\n|---|---|---|---|---|")
     for key, (m5095, m50, how) in figures.items():
         runtime, precision = key.rsplit("_", 1)
         if m5095 is None:
@@ -103,7 +103,7 @@ def main() -> None:
     deployments = build_deployments(runtimes, ("fp32", "int8"), "cpu", 1)
     made = deployed_passes(
         {"yolov5n": (model, 640)}, deployments, 1, tmp / "bench",
-        {"yolov5n": lambda: training_calibration(spec, 640, args.calibration_images, 0)},
+        {"yolov5n": lambda shape: training_calibration(spec, 640, args.calibration_images, 0, shape)},
     )
     for (_, key), reason in made.unsupported.items():
         print(f"latency {key}: unsupported ({reason})")

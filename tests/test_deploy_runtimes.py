@@ -75,8 +75,11 @@ def test_calibration_draws_only_training_images_and_records_them(shapes_spec) ->
     assert calibration.description | {"files_sha256": None} == {
         "dataset": shapes_spec.name, "split": "train", "images_asked": 6, "images_used": 6,
         "split_size": 16, "seed": 0, "files_sha256": None, "also_in_val": 0, "also_in_test": 0,
-        "preprocessing": f"letterbox {IMG}x{IMG} as the evaluation, RGB/255",
+        "preprocessing": f"long side {IMG}, letterboxed into {IMG}x{IMG} as the evaluation, RGB/255",
     }
+    # A rectangular input (a rect evaluation batch's shape): the same images letterboxed into it.
+    wide = training_calibration(shapes_spec, IMG, images=6, seed=0, shape=(32, IMG))
+    assert wide.paths == calibration.paths and [b.shape for b in wide.batches] == [(1, 3, 32, IMG)] * 6
     # Asking for more than the split holds takes all of it, and says so.
     assert training_calibration(shapes_spec, IMG, images=300).description["images_used"] == 16
 
@@ -87,8 +90,8 @@ def test_int8_runs_calibrated_on_the_training_split_only(name: str, shapes_spec,
     model = smoke_cell("c3", "pan")
     asked = []
 
-    def calibration():
-        made = training_calibration(shapes_spec, IMG, images=8, seed=1)
+    def calibration(shape):
+        made = training_calibration(shapes_spec, IMG, images=8, seed=1, shape=shape)
         asked.append(made)
         return made
 

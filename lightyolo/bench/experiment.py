@@ -146,15 +146,17 @@ class DeployedPasses:
     unsupported: dict[tuple[str, str], str]
 
 
-def cell_calibration(config, source: str, img: int, settings: BenchSettings) -> Callable[[], Calibration]:
-    """The cell's INT8 calibration set, read from its training split when first asked."""
+def cell_calibration(
+    config, source: str, img: int, settings: BenchSettings
+) -> Callable[[tuple[int, int]], Calibration]:
+    """The cell's INT8 calibration set at an input shape, read from its training split when first asked."""
 
-    def make() -> Calibration:
+    def make(shape: tuple[int, int]) -> Calibration:
         try:
             spec = read_dataset_spec(config, source)
         except ValueError as err:
             raise Unsupported(f"int8: {err}") from None
-        return training_calibration(spec, img, settings.calibration_images, settings.seed)
+        return training_calibration(spec, img, settings.calibration_images, settings.seed, shape)
 
     return make
 
@@ -164,7 +166,7 @@ def deployed_passes(
     deployments: list[Deployment],
     batch: int,
     onnx_dir: Path,
-    calibrations: Mapping[str, Callable[[], Calibration]] | None = None,
+    calibrations: Mapping[str, Callable[[tuple[int, int]], Calibration]] | None = None,
 ) -> DeployedPasses:
     """One timed pass per (label, deployment) for models given as {label: (model, img)}.
 
@@ -226,7 +228,7 @@ def bench_runs(
     run_names = {run.run_id: run.run_name for run in runs}
     with tempfile.TemporaryDirectory(prefix="lightyolo-bench-") as tmp:
         models: dict[str, tuple[nn.Module, int]] = {}
-        calibrations: dict[str, Callable[[], Calibration]] = {}
+        calibrations: dict[str, Callable[[tuple[int, int]], Calibration]] = {}
         own_size: dict[str, int] = {}
         for run in runs:
             try:

@@ -2,10 +2,11 @@
 runtime's session as its forward function.
 
 Same pre-processing, decode, NMS, COCO conversion and pycocotools path as the PyTorch
-evaluation, with one difference every runtime (PyTorch included) shares: images are
-letterboxed square to the export's size (`rect=False`), because an export has a fixed input
-shape; YOLOv5's rectangular batches are a PyTorch-only shortcut. The split is the one the
-cell reports on: test when the dataset has one, else val (pipeline.evaluate_final's rule).
+evaluation, rectangular batches included (`eval.rect`, YOLOv5's val.py letterbox): an export
+has a fixed input shape, so the runtime gets one export per distinct batch shape (coco128 at
+640 has five), each loaded when first met; INT8 models are calibrated at their own shape.
+With rect off every image is letterboxed square to the export's size. The split is the one
+the cell reports on: test when the dataset has one, else val (pipeline.evaluate_final's rule).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from lightyolo.data.records import DatasetSpec, ImageRecord
 from lightyolo.deploy.runtime import Session
 from lightyolo.eval.evaluate import EvalResult, evaluate, ground_truth_for
 
-PREPROCESSING = "square letterbox to the export's size (rect=False), RGB/255, one image per call"
+PREPROCESSING = {
+    True: "rectangular letterbox per batch as the PyTorch evaluation (one export per batch shape), RGB/255, one image per call",
+    False: "square letterbox to the export's size, RGB/255, one image per call",
+}
 
 
 @dataclass(frozen=True)
@@ -31,28 +35,37 @@ class EvalOptions:
     iou_thres: float = 0.6
     max_det: int = 300
     batch_size: int = 16
+    rect: bool = True
 
 
 def report_split(spec: DatasetSpec) -> str:
     return "test" if spec.test is not None else "val"
 
 
-def session_forward(session: Session) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The evaluator's forward function for `session`: one image per call (exports have batch 1)."""
+SessionsByShape = Callable[[tuple[int, int]], Session]
+
+
+def session_forward(session: Session | SessionsByShape) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The evaluator's forward function for a session, or for a function giving the session of
+    each input shape (H, W): one image per call (exports have batch 1)."""
+    session_for = session if callable(session) and not isinstance(session, Session) else (lambda _: session)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         images = inputs.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(np.concatenate([session.run(image[None]) for image in images]))
+        runner = session_for(tuple(images.shape[-2:]))
+        return torch.from_numpy(np.concatenate([runner.run(image[None]) for image in images]))
 
     return forward
 
 
 def evaluate_session(
-    session: Session, records: list[ImageRecord], coco_gt: dict, category_ids: list[int], img: int,
-    options: EvalOptions,
+    session: Session | SessionsByShape, records: list[ImageRecord], coco_gt: dict, category_ids: list[int], img: int,
+    options: EvalOptions, stride: int = 32,
 ) -> EvalResult:
-    """COCO-evaluate `session` on `records` (module docstring)."""
-    dataset = DetectionDataset(records, img, augment=False, rect=False)
+    """COCO-evaluate `session` (one session, or one per input shape) on `records` (module
+    docstring); rect batches need the per-shape form."""
+    dataset = DetectionDataset(records, img, augment=False, rect=options.rect, batch_size=options.batch_size,
+                               stride=stride)
     loader = build_dataloader(dataset, batch_size=options.batch_size, workers=0, shuffle=False, seed=0)
     return evaluate(
         None, loader, coco_gt=coco_gt, category_ids=category_ids, conf_thres=options.conf_thres,
@@ -60,8 +73,10 @@ def evaluate_session(
     )
 
 
-def evaluate_on_split(session: Session, spec: DatasetSpec, img: int, options: EvalOptions) -> tuple[str, EvalResult]:
+def evaluate_on_split(
+    session: Session | SessionsByShape, spec: DatasetSpec, img: int, options: EvalOptions, stride: int = 32
+) -> tuple[str, EvalResult]:
     """(split, result) of `session` on the split the cell reports on."""
     split = report_split(spec)
     records = spec.test if split == "test" else spec.val
-    return split, evaluate_session(session, records, ground_truth_for(spec, split), spec.category_ids, img, options)
+    return split, evaluate_session(session, records, ground_truth_for(spec, split), spec.category_ids, img, options, stride)

@@ -1,8 +1,9 @@
 """INT8 calibration sets: N images of the cell's own TRAINING split, never val or test.
 
 The images are drawn without replacement by a seeded generator (all of them when the split
-has fewer than N), letterboxed square to the export's size exactly as the evaluation does
-(`DetectionDataset`, augment off), RGB in [0, 1]. What was used is recorded with every INT8
+has fewer than N), resized and letterboxed into the export's input shape exactly as the
+evaluation does (`DetectionDataset`, augment off: long side to `img`, grey padding), RGB in
+[0, 1]. What was used is recorded with every INT8
 figure: dataset, split, count (asked and used), seed, and a SHA-256 of the ordered file list.
 """
 
@@ -38,8 +39,12 @@ def files_digest(records: list[ImageRecord]) -> str:
     return hashlib.sha256("\n".join(str(r.path) for r in records).encode()).hexdigest()
 
 
-def training_calibration(spec: DatasetSpec, img: int, images: int = DEFAULT_IMAGES, seed: int = 0) -> Calibration:
-    """The calibration set of the module docstring from `spec`'s training split."""
+def training_calibration(
+    spec: DatasetSpec, img: int, images: int = DEFAULT_IMAGES, seed: int = 0, shape: tuple[int, int] | None = None,
+) -> Calibration:
+    """The calibration set of the module docstring from `spec`'s training split, at the input
+    `shape` (H, W) (default img × img) with the long side resized to `img`."""
+    shape = shape or (img, img)
     if images < 1:
         raise ValueError(f"calibration_images={images}: expected >= 1")
     if not spec.train:
@@ -47,9 +52,9 @@ def training_calibration(spec: DatasetSpec, img: int, images: int = DEFAULT_IMAG
     order = np.random.default_rng(seed).permutation(len(spec.train))[:images]
     chosen = [spec.train[i] for i in sorted(order)]
     dataset = DetectionDataset(chosen, img, augment=False, rect=False)
-    batches = [
-        (dataset[i][0].numpy().astype(np.float32) / 255)[None].copy() for i in range(len(dataset))
-    ]
+    # the evaluation's own resize and letterbox, into this input shape
+    letterboxed = (dataset._letterboxed(i, shape, scaleup=False)[0] for i in range(len(dataset)))
+    batches = [np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255 for image in letterboxed]
     description: dict[str, Any] = {
         "dataset": spec.name,
         "split": SPLIT,
@@ -62,6 +67,6 @@ def training_calibration(spec: DatasetSpec, img: int, images: int = DEFAULT_IMAG
         # on evaluation images all the same: counted here so that the figure says so.
         "also_in_val": len({str(r.path) for r in chosen} & {str(r.path) for r in spec.val}),
         "also_in_test": len({str(r.path) for r in chosen} & {str(r.path) for r in spec.test or []}),
-        "preprocessing": f"letterbox {img}x{img} as the evaluation, RGB/255",
+        "preprocessing": f"long side {img}, letterboxed into {shape[0]}x{shape[1]} as the evaluation, RGB/255",
     }
     return Calibration(batches, tuple(str(r.path) for r in chosen), description)

@@ -7,7 +7,7 @@ bench stage deploys it (BatchNorm fused, batch 1, the run's `train.img_size`); f
 
 - metrics `deploy/<runtime>_<precision>/map50_95` and `/map50` (fp32 included: the
   `deploy/torch_fp32` figure is the reference every drop is taken from, measured on the
-  same square-letterbox path);
+  same path: the run's own `eval.rect` letterbox, one export per batch shape);
 - tag `deploy/<runtime>_<precision>`: JSON saying how (runtime and version, split, images,
   pre-processing, NMS settings, and for int8 the quantization method and calibration set);
 - a (runtime, precision) the runtime cannot take gets that tag with `"status": "unsupported"`
@@ -28,7 +28,7 @@ from lightyolo import tracking
 from lightyolo.deploy.accuracy import PREPROCESSING, EvalOptions, evaluate_on_split
 from lightyolo.deploy.calibration import DEFAULT_IMAGES, read_dataset_spec, training_calibration
 from lightyolo.deploy.registry import build_runtime
-from lightyolo.deploy.runtime import PRECISIONS, Exported, RuntimeUnavailable, Unsupported
+from lightyolo.deploy.runtime import PRECISIONS, Exported, RuntimeUnavailable, Session, Unsupported
 from lightyolo.export import ExportError, fuse_batchnorm, load_run
 
 DEFAULT_RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
@@ -60,7 +60,8 @@ class DeployResult:
 def eval_options(config: DictConfig) -> EvalOptions:
     node = OmegaConf.select(config, "eval", default=None) or {}
     defaults = EvalOptions()
-    return EvalOptions(**{k: node.get(k, getattr(defaults, k)) for k in ("conf_thres", "iou_thres", "max_det", "batch_size")})
+    return EvalOptions(**{k: node.get(k, getattr(defaults, k))
+                          for k in ("conf_thres", "iou_thres", "max_det", "batch_size", "rect")})
 
 
 def deploy_cell(
@@ -74,10 +75,17 @@ def deploy_cell(
     img = int(OmegaConf.select(config, "train.img_size", default=0) or 0)
     if img < 32 or img % 32:
         raise DeployError(f"{source}: train.img_size={img}: expected a positive multiple of 32")
-    exported = Exported(
-        fuse_batchnorm(model), img, 1, workdir,
-        calibration=lambda: training_calibration(spec, img, settings.calibration_images, settings.seed),
-    )
+    fused, stride = fuse_batchnorm(model), int(model.stride.max())
+    exports: dict[tuple[int, int], Exported] = {}  # one export per input shape, shared by the runtimes
+
+    def exported(shape: tuple[int, int]) -> Exported:
+        if shape not in exports:
+            exports[shape] = Exported(
+                fused, shape, 1, workdir / f"{shape[0]}x{shape[1]}",
+                calibration=lambda at: training_calibration(spec, img, settings.calibration_images, settings.seed, at),
+            )
+        return exports[shape]
+
     options = eval_options(config)
     figures: dict[str, tuple[float | None, float | None, dict]] = {}
     for name in settings.runtimes:
@@ -86,18 +94,24 @@ def deploy_cell(
             key = f"{name}_{precision}"
             how: dict = {"runtime": name, "runtime_version": runtime.version, "precision": precision,
                          "threads": settings.threads, "img": img}
+            sessions: dict[tuple[int, int], Session] = {}
+
+            def session_for(shape: tuple[int, int]) -> Session:
+                if shape not in sessions:
+                    sessions[shape] = runtime.load(exported(shape), precision)
+                return sessions[shape]
+
             try:
-                session = runtime.load(exported, precision)
+                split, result = evaluate_on_split(session_for, spec, img, options, stride)
             except Unsupported as err:
                 log(f"deploy: {source} {key}: unsupported: {err}")
                 figures[key] = (None, None, how | {"status": "unsupported", "reason": str(err)})
                 continue
-            split, result = evaluate_on_split(session, spec, img, options)
             how |= {"status": "measured", "split": split, "images": result.images, "dataset": spec.name,
-                    "preprocessing": PREPROCESSING, "conf_thres": options.conf_thres,
-                    "iou_thres": options.iou_thres, "max_det": options.max_det,
+                    "preprocessing": PREPROCESSING[options.rect], "input_shapes": sorted(sessions),
+                    "conf_thres": options.conf_thres, "iou_thres": options.iou_thres, "max_det": options.max_det,
                     "metrics": "pycocotools (lightyolo.eval.evaluate with the runtime's forward)",
-                    **session.description}
+                    **next(iter(sessions.values())).description}
             figures[key] = (result.metrics["map50_95"], result.metrics["map50"], how)
             log(f"deploy: {source} {key}: mAP50-95 {result.metrics['map50_95']:.4f} "
                 f"mAP50 {result.metrics['map50']:.4f} ({split}, {result.images} images)")

@@ -21,13 +21,13 @@ from lightyolo.deploy.runtime import Exported, Session, Unsupported, check_preci
 REDUCED_PRECISION = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage")
 
 
-def convert_with_pnnx(onnx_path: Path, img: int) -> tuple[Path, Path]:
+def convert_with_pnnx(onnx_path: Path, shape: tuple[int, int]) -> tuple[Path, Path]:
     """`model.ncnn.param` and `.bin` beside `onnx_path`; Unsupported naming pnnx's complaint."""
     executable = shutil.which("pnnx")
     if executable is None:
         raise Unsupported("ncnn: the pnnx converter is not installed (pip install pnnx)")
     done = subprocess.run(
-        [executable, onnx_path.name, f"inputshape=[1,3,{img},{img}]"],
+        [executable, onnx_path.name, f"inputshape=[1,3,{shape[0]},{shape[1]}]"],
         cwd=onnx_path.parent, capture_output=True, text=True, timeout=600,
     )
     param, weights = onnx_path.with_suffix(".ncnn.param"), onnx_path.with_suffix(".ncnn.bin")
@@ -74,7 +74,7 @@ class NcnnRuntime:
         onnx_path = directory / "model.onnx"
         if not onnx_path.exists():
             shutil.copyfile(exported.onnx, onnx_path)
-        param, weights = convert_with_pnnx(onnx_path, exported.img)
+        param, weights = convert_with_pnnx(onnx_path, exported.shape)
         net = ncnn.Net()
         net.opt.num_threads = self.threads
         net.opt.use_vulkan_compute = False

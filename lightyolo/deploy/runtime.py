@@ -50,15 +50,21 @@ class Calibration:
 
 class Exported:
     """A cell as deployed: `model` (eval, BatchNorm fused; the torch runtime runs it), its input
-    size, batch, a scratch `workdir` for conversions, and its ONNX file, exported on first use.
-    `calibration` makes the INT8 calibration set when first asked (None: no training data)."""
+    size (`img` square, or (H, W) for a rectangular evaluation batch), batch, a scratch
+    `workdir` for conversions, and its ONNX file, exported on first use. `calibration(shape)`
+    makes the INT8 calibration set at the input's shape when first asked (None: no training data)."""
 
     def __init__(
-        self, model: nn.Module, img: int, batch: int, workdir: Path,
-        calibration: Callable[[], Calibration] | None = None,
+        self, model: nn.Module, img: int | tuple[int, int], batch: int, workdir: Path,
+        calibration: Callable[[tuple[int, int]], Calibration] | None = None,
     ) -> None:
         self.model, self.img, self.batch, self.workdir = model, img, batch, workdir
         self._calibration = calibration
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the input."""
+        return (self.img, self.img) if isinstance(self.img, int) else tuple(self.img)
 
     @functools.cached_property
     def onnx(self) -> Path:
@@ -72,7 +78,7 @@ class Exported:
     def calibration(self) -> Calibration:
         if self._calibration is None:
             raise Unsupported("int8 needs calibration images from the cell's training split; none were given")
-        return self._calibration()
+        return self._calibration(self.shape)
 
 
 class Session:

@@ -20,7 +20,6 @@ COMMANDS: dict[str, str] = {
     "zoo": "params and GFLOPs of every backbone x neck x operator cell",
     "bench": "latency benchmark of trained cells",
     "export": "export a trained cell to ONNX",
-    "deploy": "mAP of trained cells through each deployment runtime and precision",
 }
 
 

@@ -236,10 +236,6 @@ def rank_agreement(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _label(frame_row: pd.Series) -> str:
-    return f"{frame_row['runtime']} {frame_row['precision']}"
-
-
 def deployment_markdown(rows: pd.DataFrame, ranks: pd.DataFrame, methods: dict[str, Method], baseline: str) -> str:
     """The section's text, tables and plain-words findings."""
     if rows.empty:

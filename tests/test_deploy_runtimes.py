@@ -21,7 +21,9 @@ from lightyolo.models.detector import build_detector
 from conftest import CONF_DIR, compose_config, tiny_overrides
 
 IMG = 64
-CPU_RUNTIMES = [name for name in BUILT_IN if name != "onnxruntime_trt"]
+# ExecuTorch (an optional extra) lowers through torch.export and XNNPACK: minutes here, so slow.
+CPU_RUNTIMES = [pytest.param(name, marks=[pytest.mark.slow] if name == "executorch" else [])
+                for name in BUILT_IN if name != "onnxruntime_trt"]
 
 
 def runtime_or_skip(name: str):

@@ -28,6 +28,7 @@ BUILT_IN: dict[str, tuple[str, str]] = {
     "onnxruntime_trt": ("lightyolo.deploy.ort_runtime:tensorrt_runtime", "onnxruntime-gpu"),
     "openvino": ("lightyolo.deploy.openvino_runtime:OpenVinoRuntime", "openvino nncf"),
     "ncnn": ("lightyolo.deploy.ncnn_runtime:NcnnRuntime", "ncnn pnnx"),
+    "executorch": ("lightyolo.deploy.executorch_runtime:ExecuTorchRuntime", "executorch (the lightyolo[executorch] extra)"),
 }
 
 

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lightyolo.deploy.calibration import training_calibration
-from lightyolo.deploy.registry import BUILT_IN, build_runtime
+from lightyolo.deploy.registry import BUILT_IN, ENTRY_POINT_GROUP, build_runtime
 from lightyolo.deploy.runtime import Exported, RuntimeUnavailable, Unsupported
 from lightyolo.export import fuse_batchnorm
 from lightyolo.models.detector import build_detector
@@ -33,11 +33,11 @@ def runtime_or_skip(name: str):
         pytest.skip(f"{name} is not installed here: {err}")
 
 
-def smoke_cell(backbone: str, neck: str) -> torch.nn.Module:
+def smoke_cell(backbone: str, neck: str, operator: str = "conv") -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_detector(OmegaConf.load(CONF_DIR / "backbone" / f"{backbone}.yaml"),
                            OmegaConf.load(CONF_DIR / "neck" / f"{neck}.yaml"),
-                           OmegaConf.load(CONF_DIR / "operator" / "conv.yaml"), scale="n", nc=3)
+                           OmegaConf.load(CONF_DIR / "operator" / f"{operator}.yaml"), scale="n", nc=3)
     return fuse_batchnorm(model.eval())
 
 
@@ -126,6 +126,23 @@ def test_a_pair_the_runtime_cannot_run_is_unsupported(name: str, precision: str,
     runtime = runtime_or_skip(name)
     with pytest.raises(Unsupported, match=reason):
         runtime.load(Exported(smoke_cell("c3", "pan"), IMG, 1, tmp_path), precision)
+
+
+def test_an_export_ncnn_cannot_take_is_unsupported_not_a_crash(tmp_path: Path) -> None:
+    """Involution's graph: pnnx converts it, ncnn has no layer for one of its reshapes."""
+    runtime = runtime_or_skip("ncnn")
+    with pytest.raises(Unsupported, match="ncnn: cannot load model.ncnn.param converted by pnnx"):
+        runtime.load(Exported(smoke_cell("c3", "pan", "involution"), IMG, 1, tmp_path), "fp32")
+
+
+def test_a_plugin_whose_module_is_missing_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    info = tmp_path / "broken_runtime-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-runtime\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nbrokenrt = no_such_module_here:Runtime\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RuntimeUnavailable, match="brokenrt needs the package that declares 'no_such_module_here:Runtime'"):
+        build_runtime("brokenrt", "cpu", 1)
 
 
 def test_unknown_runtime_names_the_valid_ones() -> None:

@@ -48,7 +48,7 @@ SessionsByShape = Callable[[tuple[int, int]], Session]
 def session_forward(session: Session | SessionsByShape) -> Callable[[torch.Tensor], torch.Tensor]:
     """The evaluator's forward function for a session, or for a function giving the session of
     each input shape (H, W): one image per call (exports have batch 1)."""
-    session_for = session if callable(session) and not isinstance(session, Session) else (lambda _: session)
+    session_for = (lambda _: session) if hasattr(session, "run") else session
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         images = inputs.detach().to("cpu", torch.float32).contiguous().numpy()

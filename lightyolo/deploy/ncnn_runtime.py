@@ -81,5 +81,5 @@ class NcnnRuntime:
         for option in REDUCED_PRECISION:
             setattr(net.opt, option, False)
         if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-            raise Unsupported(f"ncnn: cannot load {param.name} converted by pnnx")
+            raise Unsupported(f"ncnn: cannot load {param.name} converted by pnnx (a layer ncnn lacks; ncnn names it on stderr)")
         return NcnnSession(net)

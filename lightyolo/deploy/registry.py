@@ -66,17 +66,3 @@ def build_runtime(name: str, device: str, threads: int) -> Runtime:
     if name in plugins:
         return _factory(plugins[name], name, f"the package that declares {plugins[name]!r}")(device=device, threads=threads)
     raise RuntimeUnavailable(f"runtimes: unknown runtime {name!r} (valid: {', '.join(runtime_names())})")
-
-
-def installed_runtimes(device: str = "cpu", threads: int = 1) -> list[Runtime]:
-    """Every runtime that builds here (built-ins whose packages are installed, and plugins)."""
-    found = []
-    for name in runtime_names():
-        try:
-            runtime = build_runtime(name, device, threads)
-        except RuntimeUnavailable:
-            continue
-        available = getattr(runtime, "available", None)
-        if available is None or available() is None:
-            found.append(runtime)
-    return found

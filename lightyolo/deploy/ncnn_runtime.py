@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import ncnn
@@ -23,7 +24,8 @@ REDUCED_PRECISION = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic
 
 def convert_with_pnnx(onnx_path: Path, shape: tuple[int, int]) -> tuple[Path, Path]:
     """`model.ncnn.param` and `.bin` beside `onnx_path`; Unsupported naming pnnx's complaint."""
-    executable = shutil.which("pnnx")
+    # the venv's own bin first: a venv's python may run without the venv on PATH
+    executable = shutil.which("pnnx", path=str(Path(sys.executable).parent)) or shutil.which("pnnx")
     if executable is None:
         raise Unsupported("ncnn: the pnnx converter is not installed (pip install pnnx)")
     done = subprocess.run(

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from lightyolo.bench.experiment import deployed_passes
-from lightyolo.bench.runtimes import build_runtimes, configure_threads, device_name
+from lightyolo.bench.runtimes import build_deployments, configure_threads, device_name
 from lightyolo.bench.stage import interleaved_timings, round_ratio, summarise
 from lightyolo.bench.zoo import build_cell, discover_cells
 
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
     threads = int(options.get("threads", 1))
     clock = options.get("clock", "cpu")
     configure_threads(threads)
-    runtimes = build_runtimes(["torch", "onnxruntime"], "cpu", threads)
+    runtimes = build_deployments(["torch", "onnxruntime"], ["fp32"], "cpu", threads)
     torch.manual_seed(0)
     cells = discover_cells()
     models = {cell.name: build_cell(cell, "n", nc=80).eval() for cell in cells}
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
     print(f"before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     for img in sizes:
         with tempfile.TemporaryDirectory(prefix="latency-table-") as tmp:
-            passes, _ = deployed_passes({n: (m, img) for n, m in models.items()}, runtimes, 1, Path(tmp))
+            passes = deployed_passes({n: (m, img) for n, m in models.items()}, runtimes, 1, Path(tmp)).passes
             times = interleaved_timings(passes, rounds=rounds, warmup=warmup, iters=iters, clock=clock)
         print(f"\n### {img} px\n")
         print("| cell | torch ms [95% CI] | onnxruntime ms [95% CI] | torch / onnxruntime [95% CI] |")

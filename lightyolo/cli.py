@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "zoo": "params and GFLOPs of every backbone x neck x operator cell",
     "bench": "latency benchmark of trained cells",
     "export": "export a trained cell to ONNX",
+    "deploy": "test-split mAP of an experiment's cells through a deployment runtime and precision",
     "import_yolov5": "convert an official YOLOv5 .pt checkpoint into the weights lightyolo loads",
 }
 
@@ -45,6 +46,11 @@ def key_value_command(
         print(f"{name}: {err}", file=sys.stderr)
         return exit_code(err)
     return 0
+
+
+def name_list(value: str) -> tuple[str, ...]:
+    """A list-valued key: `[a,b]` or `a,b` → ("a", "b")."""
+    return tuple(part.strip() for part in value.strip().strip("[]").split(",") if part.strip())
 
 
 def usage() -> str:

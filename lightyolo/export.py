@@ -175,16 +175,18 @@ class DecodedOutput(nn.Module):
 
 
 def export_onnx(
-    model: nn.Module, path: Path, img: int, *, dynamic_batch: bool = False, opset: int = MIN_OPSET
+    model: nn.Module, path: Path, img: int | tuple[int, int], *, dynamic_batch: bool = False, opset: int = MIN_OPSET
 ) -> Path:
-    """Write `model` (fused here) as ONNX with a (1, 3, img, img) input; returns `path`."""
+    """Write `model` (fused here) as ONNX with a (1, 3, img, img) input, or (1, 3, H, W) for
+    img = (H, W) (a rectangular evaluation batch's shape); returns `path`."""
     if opset < MIN_OPSET:
         raise ExportError(f"opset={opset}: expected >= {MIN_OPSET}")
-    if img < 32 or img % 32:
+    height, width = (img, img) if isinstance(img, int) else img
+    if min(height, width) < 32 or height % 32 or width % 32:
         raise ExportError(f"img={img}: expected a positive multiple of 32 (the largest stride)")
     path.parent.mkdir(parents=True, exist_ok=True)
     deployed = DecodedOutput(fuse_batchnorm(model)).to("cpu", memory_format=torch.contiguous_format)
-    example = torch.zeros(1, 3, img, img)
+    example = torch.zeros(1, 3, height, width)
     # The TorchScript exporter is chosen on purpose (design: it traces the eval forward, needs
     # no onnxscript, and takes Involution's graph); torch 2.9+ announces its deprecation on
     # every call, which says nothing to a user of this command.

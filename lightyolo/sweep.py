@@ -210,6 +210,7 @@ def bench_settings(stage: DictConfig) -> BenchSettings:
     """`bench.stage` of the config → the bench stage's settings."""
     values = OmegaConf.to_container(stage, resolve=True)
     values["runtimes"] = tuple(values.get("runtimes", BenchSettings.runtimes))
+    values["precisions"] = tuple(values.get("precisions", BenchSettings.precisions))
     return BenchSettings(**values)
 
 

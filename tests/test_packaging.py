@@ -114,7 +114,7 @@ def test_the_console_script_refuses_an_unknown_command_in_one_line(venv: Path, o
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "lightyolo: error: unknown command 'train'; commands: run, sweep, report, zoo, bench, export, import_yolov5"
+        "lightyolo: error: unknown command 'train'; commands: run, sweep, report, zoo, bench, export, deploy, import_yolov5"
     )
 
 

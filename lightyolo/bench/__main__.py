@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from lightyolo.cli import key_value_command
+from lightyolo.cli import key_value_command, name_list
 from lightyolo.bench.experiment import BenchError, BenchSettings, CellResult, bench_runs
 from lightyolo.export import ExportError, as_int, parse_key_values
 from lightyolo.settings import tracking_uri
@@ -22,7 +22,12 @@ keys:
   experiment=NAME     MLflow experiment whose completed cells are measured (required)
   tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
   run_ids=ID,ID       only these completed runs (default: every completed cell)
-  runtimes=A,B        torch, onnxruntime; torch_fp16 on cuda (default: torch,onnxruntime)
+  runtimes=[A,B]      torch, onnxruntime, openvino, ncnn, onnxruntime_trt (cuda), any
+                      plugin's (docs/deployment.md); torch_fp16 = torch at fp16 on cuda
+                      (default: torch,onnxruntime)
+  precisions=[P,Q]    fp32, fp16, int8; a pair a runtime cannot run is logged as
+                      unsupported (default: fp32)
+  calibration_images=N  int8: images drawn from each cell's training split (default: 300)
   device=D            cpu or cuda (default: cpu)
   threads=N           intra-op threads of torch and ONNX Runtime, inter-op 1 (default: 1)
   img=N               input H = W (default: each run's train.img_size)
@@ -37,7 +42,7 @@ keys:
 """
 
 KEYS = ("experiment", "tracking_uri", "run_ids", *(f.name for f in fields(BenchSettings)))
-INT_KEYS = ("threads", "img", "batch", "rounds", "warmup", "iters", "seed")
+INT_KEYS = ("threads", "img", "batch", "rounds", "warmup", "iters", "seed", "calibration_images")
 
 
 def parse_options(argv: Sequence[str]) -> tuple[str, str | None, tuple[str, ...], BenchSettings]:
@@ -52,9 +57,10 @@ def parse_options(argv: Sequence[str]) -> tuple[str, str | None, tuple[str, ...]
         raise BenchError("bench: experiment=NAME is required")
     uri = values.pop("tracking_uri", None)
     run_ids = tuple(i for i in values.pop("run_ids", "").split(",") if i)
-    if "runtimes" in values:
-        values["runtimes"] = tuple(r.strip() for r in values["runtimes"].split(",") if r.strip())
-    for key in ("threads", "batch", "rounds", "iters"):
+    for key in ("runtimes", "precisions"):
+        if key in values:
+            values[key] = name_list(values[key])
+    for key in ("threads", "batch", "rounds", "iters", "calibration_images"):
         if key in numbers and numbers[key] < (2 if key == "rounds" else 1):
             raise BenchError(f"{key}={numbers[key]}: expected >= {2 if key == 'rounds' else 1}")
     return experiment, uri, run_ids, BenchSettings(**values, **numbers)

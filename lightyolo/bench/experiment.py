@@ -1,5 +1,11 @@
 """The bench stage over an experiment: completed cells from MLflow → interleaved timings → records.
 
+What is timed: every (cell, runtime, precision) — the runtimes from the registry
+(`lightyolo/deploy/registry.py`: torch, onnxruntime, openvino, ncnn, and plugins), the
+precisions fp32 (default), fp16, int8 (calibrated on `calibration_images` of the cell's own
+training split). A pair a runtime cannot take (an op ncnn lacks, int8 in eager PyTorch) is
+an "unsupported" cell: logged, recorded in its method tag with the reason, never a crash.
+
 Every completed cell run of the experiment (tag status=completed; the report's run is not a
 cell) is loaded in this one process: its `config.yaml` and `weights/best.pt` artifacts
 rebuild the detector, which is deployed as `lightyolo.export` deploys it (eval, BatchNorm
@@ -11,10 +17,13 @@ runtime) pairs are timed interleaved (`stage.py`) and each cell's figures are wr
 its own run:
 
 - metrics `bench/<method>/median_ms`, `/p90_ms`, `/ci_low_ms`, `/ci_high_ms`, where
-  method = `<runtime>_<device>_t<threads>_b<batch>_<img>`, e.g. `onnxruntime_cpu_t1_b1_320`
+  method = `<runtime>[_<precision>]_<device>_t<threads>_b<batch>_<img>`, e.g.
+  `onnxruntime_cpu_t1_b1_320` (fp32 names no precision), `openvino_int8_cpu_t1_b1_320`
   (with `_cputime` appended when timed by CPU time, `clock=cpu`);
   running again logs new values of the same keys (MLflow's latest value is the figure);
-- tag `bench/<method>`: JSON describing the method in full (`method_description`);
+- tag `bench/<method>`: JSON describing the method in full (`method_description`, plus the
+  runtime session's details: an INT8 model's quantization method and calibration set), or,
+  for an unsupported pair, the same with `"status": "unsupported"` and the reason;
 - artifact `bench/<method>.json`: {"round_medians_ms": [...]} in round order. Rounds are
   shared by all cells of one bench run (same seed, same rounds), so a speed-up between two
   cells is the per-round ratio of these lists, bootstrapped over rounds (`stage.round_ratio`).
@@ -22,10 +31,9 @@ its own run:
 
 from __future__ import annotations
 
-import copy
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,16 +45,16 @@ from torch import nn
 
 from lightyolo import tracking
 from lightyolo.bench.runtimes import (
-    Pass, Runtime, RuntimeUnavailable, build_runtimes, configure_threads, device_name,
+    Deployment, Pass, RuntimeUnavailable, build_deployments, configure_threads, device_name,
 )
-from lightyolo.bench.stage import RESAMPLES, Summary, interleaved_timings, summarise
-from lightyolo.export import ONNX_ARTIFACT, ExportError, export_onnx, fuse_batchnorm, load_run
+from lightyolo.deploy.calibration import DEFAULT_IMAGES, read_dataset_spec, training_calibration
+from lightyolo.deploy.runtime import Calibration, Exported, Unsupported
+from lightyolo.bench.stage import CI_METHOD, Summary, interleaved_timings, summarise
+from lightyolo.export import ONNX_ARTIFACT, ExportError, fuse_batchnorm, load_run
 
 MEMORY_FORMAT = "contiguous NCHW"
-STATISTICS = (
-    "median_ms: median of per-round medians; p90_ms: 90th percentile of all timed passes; "
-    f"ci: 95% percentile bootstrap of the median over rounds ({RESAMPLES} resamples)"
-)
+DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8 (post-training quantized)"}
+STATISTICS = f"median_ms: median of per-round medians; p90_ms: 90th percentile of all timed passes; {CI_METHOD}"
 
 
 class BenchError(Exception):
@@ -58,6 +66,8 @@ class BenchSettings:
     """How the cells are measured (the method), independent of which cells."""
 
     runtimes: tuple[str, ...] = ("torch", "onnxruntime")
+    precisions: tuple[str, ...] = ("fp32",)
+    calibration_images: int = DEFAULT_IMAGES  # int8: drawn from each cell's training split
     device: str = "cpu"
     threads: int = 1
     batch: int = 1
@@ -85,17 +95,20 @@ class CellResult:
     times_ms: np.ndarray  # (rounds, iters): every timed pass, for ratios between cells
 
 
-def method_name(runtime: Runtime, threads: int, batch: int, img: int, clock: str = "wall") -> str:
-    """`<runtime>_<device>_t<threads>_b<batch>_<img>` (+ `_cputime` for clock=cpu): a method's
-    metric prefix."""
+def method_name(deployment: Deployment, threads: int, batch: int, img: int, clock: str = "wall") -> str:
+    """`<runtime>[_<precision>]_<device>_t<threads>_b<batch>_<img>` (+ `_cputime` for clock=cpu):
+    a method's metric prefix; fp32 names no precision (the keys from before precisions)."""
     suffix = "_cputime" if clock == "cpu" else ""
-    return f"{runtime.name}_{runtime.device}_t{threads}_b{batch}_{img}{suffix}"
+    return f"{deployment.key}_{deployment.runtime.device}_t{threads}_b{batch}_{img}{suffix}"
 
 
-def method_description(runtime: Runtime, settings: BenchSettings, img: int, cells: int) -> dict[str, object]:
-    """Everything that defines a method's figures: the `bench/<method>` tag's JSON."""
+def method_description(deployment: Deployment, settings: BenchSettings, img: int, cells: int) -> dict[str, object]:
+    """Everything that defines a method's figures: the `bench/<method>` tag's JSON (the
+    runtime's session adds its own details, e.g. an INT8 model's quantization and calibration)."""
+    runtime = deployment.runtime
     return {
         "runtime": runtime.name,
+        "precision": deployment.precision,
         "runtime_version": runtime.version,
         "device": runtime.device,
         "device_name": device_name(runtime.device),
@@ -111,39 +124,70 @@ def method_description(runtime: Runtime, settings: BenchSettings, img: int, cell
         "cells_interleaved": cells,
         "memory_format": MEMORY_FORMAT,
         "batchnorm": "fused (torch.nn.utils.fusion.fuse_conv_bn_eval)",
-        "dtype": "float16" if runtime.name.endswith("fp16") else "float32",
+        "dtype": DTYPES[deployment.precision],
         "statistics": STATISTICS,
         "torch_version": torch.__version__,
         "onnxruntime_version": ort.__version__,
     }
 
 
+@dataclass
+class DeployedPasses:
+    """What `deployed_passes` made: the timed passes {(label, deployment key): pass}, each
+    label's ONNX file where one was exported, the session descriptions, and the pairs a runtime
+    could not take {(label, key): reason}."""
+
+    passes: dict[tuple[str, str], Pass]
+    onnx_files: dict[str, Path]
+    descriptions: dict[tuple[str, str], dict]
+    unsupported: dict[tuple[str, str], str]
+
+
+def cell_calibration(
+    config, source: str, img: int, settings: BenchSettings
+) -> Callable[[tuple[int, int]], Calibration]:
+    """The cell's INT8 calibration set at an input shape, read from its training split when first asked."""
+
+    def make(shape: tuple[int, int]) -> Calibration:
+        try:
+            spec = read_dataset_spec(config, source)
+        except ValueError as err:
+            raise Unsupported(f"int8: {err}") from None
+        return training_calibration(spec, img, settings.calibration_images, settings.seed, shape)
+
+    return make
+
+
 def deployed_passes(
     models: Mapping[str, tuple[nn.Module, int]],
-    runtimes: list[Runtime],
+    deployments: list[Deployment],
     batch: int,
     onnx_dir: Path,
-) -> tuple[dict[tuple[str, str], Pass], dict[str, Path]]:
-    """One timed pass per (label, runtime name) for models given as {label: (model, img)}.
+    calibrations: Mapping[str, Callable[[tuple[int, int]], Calibration]] | None = None,
+) -> DeployedPasses:
+    """One timed pass per (label, deployment) for models given as {label: (model, img)}.
 
-    Each model is fused (and, for ONNX Runtime, exported into `onnx_dir`) once; every runtime
-    gets its own copy. The input is a fixed random image (seed 0), batch × 3 × img × img.
-    Returns the passes and {label: its ONNX file} (empty without onnxruntime).
+    Each model is fused once and exported to ONNX (into `onnx_dir`) when a runtime first asks;
+    every runtime loads its own copy. The input is a fixed random image (seed 0),
+    batch × 3 × img × img. `calibrations[label]` makes that model's INT8 calibration set.
     """
-    passes: dict[tuple[str, str], Pass] = {}
-    onnx_files: dict[str, Path] = {}
+    out = DeployedPasses({}, {}, {}, {})
     for index, (label, (model, img)) in enumerate(models.items()):
         deployed = fuse_batchnorm(model).to(memory_format=torch.contiguous_format)
-        images = torch.rand(batch, 3, img, img, generator=torch.Generator().manual_seed(0))
-        if any(r.name == "onnxruntime" for r in runtimes):
-            onnx_files[label] = export_onnx(
-                deployed, onnx_dir / f"{index}" / "model.onnx", img, dynamic_batch=batch > 1
-            )
-        for runtime in runtimes:
-            passes[(label, runtime.name)] = runtime.prepare(
-                copy.deepcopy(deployed), images, onnx_files.get(label)
-            )
-    return passes, onnx_files
+        images = torch.rand(batch, 3, img, img, generator=torch.Generator().manual_seed(0)).numpy()
+        exported = Exported(deployed, img, batch, onnx_dir / f"{index}", (calibrations or {}).get(label))
+        for deployment in deployments:
+            key = (label, deployment.key)
+            try:
+                session = deployment.runtime.load(exported, deployment.precision)
+            except Unsupported as err:
+                out.unsupported[key] = str(err)
+                continue
+            out.passes[key] = session.timed_pass(images)
+            out.descriptions[key] = session.description
+        if exported.has_onnx:
+            out.onnx_files[label] = exported.onnx
+    return out
 
 
 def bench_runs(
@@ -173,13 +217,15 @@ def bench_runs(
         raise BenchError("clock=cpu needs device=cpu and threads=1 (CPU time of several threads is not latency)")
     clock = settings.resolved_clock()
     try:
-        runtimes = build_runtimes(list(settings.runtimes), settings.device, settings.threads)
+        deployments = build_deployments(settings.runtimes, settings.precisions, settings.device, settings.threads)
         configure_threads(settings.threads)
     except (RuntimeUnavailable, ValueError) as err:
         raise BenchError(str(err)) from None
 
+    run_names = {run.run_id: run.run_name for run in runs}
     with tempfile.TemporaryDirectory(prefix="lightyolo-bench-") as tmp:
         models: dict[str, tuple[nn.Module, int]] = {}
+        calibrations: dict[str, Callable[[tuple[int, int]], Calibration]] = {}
         own_size: dict[str, int] = {}
         for run in runs:
             try:
@@ -191,10 +237,14 @@ def bench_runs(
             if img < 32 or img % 32:
                 raise BenchError(f"run {run.run_id}: img={img}: expected a positive multiple of 32")
             models[run.run_id] = (model, img)
-        log(f"bench: {len(runs)} cells × {', '.join(r.name for r in runtimes)} on {settings.device}, {clock} clock, "
+            calibrations[run.run_id] = cell_calibration(config, run.run_name, img, settings)
+        log(f"bench: {len(runs)} cells × {', '.join(d.key for d in deployments)} on {settings.device}, {clock} clock, "
             f"{settings.threads} thread(s), batch {settings.batch}: {settings.rounds} rounds of "
             f"{settings.warmup} warm-up + {settings.iters} timed passes")
-        passes, onnx_files = deployed_passes(models, runtimes, settings.batch, Path(tmp) / "onnx")
+        deployed = deployed_passes(models, deployments, settings.batch, Path(tmp) / "onnx", calibrations)
+        onnx_files = deployed.onnx_files
+        for (run_id, key), reason in deployed.unsupported.items():
+            log(f"bench: {run_names[run_id]} × {key}: unsupported ({reason})")
         for run in runs:
             exportable = models[run.run_id][1] == own_size[run.run_id] and settings.batch == 1
             if run.run_id in onnx_files and exportable and not tracking.run_has_artifact(
@@ -202,7 +252,7 @@ def bench_runs(
             ):
                 tracking.log_exported_model(tracking_uri, run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
         timings = interleaved_timings(
-            passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
+            deployed.passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
             seed=settings.seed, clock=clock, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),
         )
 
@@ -211,17 +261,24 @@ def bench_runs(
         img = models[run.run_id][1]
         metrics: dict[str, float] = {}
         tags: dict[str, str] = {}
-        for runtime in runtimes:
-            method = method_name(runtime, settings.threads, settings.batch, img, clock)
-            times = timings[(run.run_id, runtime.name)]
+        measured: list[CellResult] = []
+        for deployment in deployments:
+            method = method_name(deployment, settings.threads, settings.batch, img, clock)
+            description = method_description(deployment, settings, img, len(runs))
+            reason = deployed.unsupported.get((run.run_id, deployment.key))
+            if reason is not None:  # a named, logged cell: no figures, the reason in its tag
+                tags[f"bench/{method}"] = json.dumps(description | {"status": "unsupported", "reason": reason})
+                continue
+            times = timings[(run.run_id, deployment.key)]
             summary = summarise(times, settings.seed)
             metrics.update({f"bench/{method}/{k}": v for k, v in summary.metrics().items()})
-            tags[f"bench/{method}"] = json.dumps(method_description(runtime, settings, img, len(runs)))
-            results.append(CellResult(run.run_id, run.run_name, method, summary, times))
+            tags[f"bench/{method}"] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
+            measured.append(CellResult(run.run_id, run.run_name, method, summary, times))
+        results += measured
         recorder = tracking.RunTracker(tracking_uri, run.run_id)
         recorder.log_metrics(metrics)
         recorder.set_tags(tags)
-        for result in results[-len(runtimes):]:
+        for result in measured:
             # Round r of every cell shares one pass over the machine: the report pairs them.
             recorder.log_json(
                 {"round_medians_ms": np.median(result.times_ms, axis=1).tolist(), "seed": settings.seed},

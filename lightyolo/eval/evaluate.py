@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -71,7 +71,7 @@ def coco_results(detections: torch.Tensor, image_id: int, category_ids: list[int
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | None,
     loader: Iterable,
     *,
     coco_gt: dict,
@@ -81,17 +81,24 @@ def evaluate(
     max_det: int,
     device: torch.device | str,
     amp: bool = False,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
     """COCO-evaluate `model` on `loader`, which yields (uint8 imgs, targets, metas).
 
     The model runs in eval mode under inference_mode and gets its previous mode back; its eval
     forward returns `(pred, raw)` with `pred` (B, N, 5 + nc) decoded as YOLOv5's Detect does,
     or (B, N, 4 + nc) without objectness (the anchor-free head; models/heads/__init__.py).
+    `forward` instead of `model` (then None): any runtime's function from the float (B, 3, H, W)
+    input in [0, 1] to that `pred`, e.g. a deployed model's (lightyolo.deploy); everything
+    else (pre-processing, NMS, COCO conversion, pycocotools) is the same path.
     """
     start = time.perf_counter()
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
+    if (model is None) == (forward is None):
+        raise ValueError("evaluate: give a model or a forward function, not both")
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
     predictions: list[dict] = []
     images = 0
     clock = _StageClock(device)
@@ -102,8 +109,11 @@ def evaluate(
                 # batches come channels_last; contiguous NCHW as before keeps the kernels (and so
                 # the detections) those of YOLOv5's val.py
                 inputs = imgs.to(device, non_blocking=True).contiguous().float() / 255
-                with torch.autocast(device.type, enabled=amp):
-                    pred = model(inputs)[0]
+                if forward is not None:
+                    pred = forward(inputs)
+                else:
+                    with torch.autocast(device.type, enabled=amp):
+                        pred = model(inputs)[0]
                 objectness = has_objectness(pred, len(category_ids), getattr(getattr(model, "head", None), "objectness", None))
                 clock.lap("inference")
                 per_image = [
@@ -116,7 +126,8 @@ def evaluate(
                 images += len(metas)
                 clock.lap("to_coco")
     finally:
-        model.train(was_training)
+        if model is not None:
+            model.train(was_training)
     stats = coco_evaluate(coco_gt, predictions)
     clock.lap("cocoeval")
     return EvalResult(metrics=stats.metrics(), predictions=predictions, seconds=time.perf_counter() - start,

@@ -33,6 +33,7 @@ from lightyolo.report.collect import (
     REPORT_KIND, ReportError, UsageError, newest_experiment, read_runs, read_runs_csv,
 )
 from lightyolo.report.sequential import SequentialDesign
+from lightyolo.report.deployment import write_deployment
 from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
 from lightyolo.settings import tracking_uri
@@ -79,9 +80,10 @@ class ReportFiles:
     variants_csv: Path
     runs_csv: Path
     plots: list[Path] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)  # wide tables of their own sections (CSV)
 
     def all(self) -> list[Path]:
-        return [self.markdown, self.variants_csv, self.runs_csv, *self.plots]
+        return [self.markdown, self.variants_csv, self.runs_csv, *self.tables, *self.plots]
 
 
 def parse_options(argv: Sequence[str]) -> ReportOptions:
@@ -134,6 +136,9 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
     directory = out_root / re.sub(r"[^A-Za-z0-9._-]", "_", experiment)
     directory.mkdir(parents=True, exist_ok=True)
     plots = tradeoff_plots(variants, directory)
+    deployment, deployment_tables = write_deployment(
+        runs, variants, tracking.runs_frame(uri, experiment), str(baseline), directory
+    )
     files = ReportFiles(
         experiment=experiment,
         directory=directory,
@@ -141,13 +146,14 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
         variants_csv=directory / "ablation.csv",
         runs_csv=directory / "runs.csv",
         plots=plots,
+        tables=deployment_tables,
     )
     variants.to_csv(files.variants_csv, index=False)  # `recipe` links rows to runs.csv
     runs_with_use(runs).to_csv(files.runs_csv, index=False)
     files.markdown.write_text(
         report_markdown(
             runs, variants, plots, experiment=experiment, tracking_uri=uri, baseline=baseline,
-            out_dir=directory, margin=margin, design=design,
+            out_dir=directory, margin=margin, design=design, deployment=deployment or None,
         ),
         encoding="utf-8",
     )

@@ -8,6 +8,7 @@ shown in points (×100 of the COCO fractions the runs log), mean ± sample std o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 from lightyolo.bench.stage import CI_METHOD
 from lightyolo.data.yolo_format import EMPTY_LABEL_FILE as EMPTY_LABEL
 from lightyolo.configs import DEFAULT_HEAD
+from lightyolo.deploy.registry import runtime_names
 from lightyolo.report import stats
 from lightyolo.report.aggregate import (
     MARGIN, PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
@@ -185,7 +187,7 @@ def bench_method_lines(runs: pd.DataFrame, variants: pd.DataFrame) -> list[str]:
     lines = []
     for method in methods:
         column = f"bench/{method}/tag"
-        texts = sorted({str(t) for t in runs[column].dropna()}) if column in runs else []
+        texts = sorted({str(t) for t in runs[column].dropna() if '"unsupported"' not in str(t)}) if column in runs else []
         described = [describe_method(text) for text in texts] or ["method tag not logged"]
         settings = " **or** ".join(described)
         if len(described) > 1:
@@ -222,7 +224,8 @@ def describe_method(tag: str) -> str:
         return (
             f"{m['runtime']} {m['runtime_version']} on {m['device']} ({m['device_name']}), "
             f"{m['threads']} intra-op thread(s) ({m.get('interop_threads', '?')} inter-op), "
-            f"batch {m['batch']}, {m['img']}×{m['img']} px, {m.get('dtype', 'float32')}, "
+            f"batch {m['batch']}, {m['img']}×{m['img']} px, {m.get('dtype', 'float32')}"
+            f"{_quantization(m)}, "
             f"memory format {m['memory_format']}, BatchNorm {m['batchnorm']}; "
             f"{m['rounds']} rounds × ({m['warmup']} warm-up + {m['iters']} timed passes), "
             f"{m['cells_interleaved']} cells interleaved in a shuffled order per round "
@@ -231,6 +234,16 @@ def describe_method(tag: str) -> str:
         )
     except (ValueError, KeyError, TypeError) as err:
         return f"method tag not readable ({type(err).__name__}: {err})"
+
+
+def _quantization(method: dict) -> str:
+    """" (INT8 by …, calibrated on N train images of D)" for a quantized method, else ""."""
+    if "quantization" not in method:
+        return ""
+    c = method.get("calibration", {})
+    return (f" ({method['quantization']}; calibrated on {c.get('images_used', '?')} {c.get('split', '?')} "
+            f"images of {c.get('dataset', '?')}, seed {c.get('seed', '?')}, files sha256 "
+            f"{str(c.get('files_sha256', '?'))[:12]})")
 
 
 def _code_note(runs: pd.DataFrame) -> str:
@@ -399,13 +412,33 @@ def _pareto(row: pd.Series, flag: str) -> str:
             "dominated": "dominated"}.get(status, "")
 
 
+# The main and one-factor tables carry the bench stage's default runtimes at fp32; the other
+# deployment runtimes (built-in or plugins) and precisions go to the deployment section, so
+# that the main table does not widen with each deployment.
+MAIN_TABLE_RUNTIMES = ("torch", "torch_fp16", "onnxruntime")
+_METHOD = re.compile(r"^(?P<key>.+)_(cpu|cuda)_t\d+_b\d+_\d+(_cputime)?$")
+
+
+def is_deployment_method(method: str) -> bool:
+    """A method of a runtime other than MAIN_TABLE_RUNTIMES, or at a precision other than fp32."""
+    match = _METHOD.match(method)
+    if match is None or match["key"] in MAIN_TABLE_RUNTIMES:
+        return False
+    key = match["key"]
+    return key.endswith(("_int8", "_fp16")) or key in runtime_names()
+
+
+def main_table_methods(variants: pd.DataFrame) -> list[str]:
+    return [m for m in bench_latency_methods(variants) if not is_deployment_method(m)]
+
+
 def main_table(variants: pd.DataFrame) -> str:
     """One row per variant. With bench figures, one column group per method (latency with
     its 95 % CI, speed-up with its CI, Pareto on it) and the in-run latency as the quick
     figure only; without, the quick figure with its FPS, speed-up and Pareto."""
     recipes = bool(variants["recipe_diff"].fillna("").astype(bool).any())
     at_640 = "gflops_640_mean" in variants and bool(variants["gflops_640_mean"].notna().any())
-    methods = bench_latency_methods(variants)
+    methods = main_table_methods(variants)
     heads = _shows_heads(variants)
     header = [
         *_coordinate_header(heads), *(["recipe"] if recipes else []),
@@ -592,7 +625,7 @@ def _factor_table(rows: pd.DataFrame, factor: str) -> str:
         "ΔmAP50-95 (pts) [Holm-adjusted]", "p", "p_holm", "detectable after Holm (pts)",
         "verdict", "procedure",
     ]
-    methods = bench_latency_methods(rows)
+    methods = main_table_methods(rows)
     header += [h for m in methods for h in (f"{m} (ms) [95 % CI]", f"speed-up {m} [interval]")]
     body = []
     for _, v in rows.iterrows():
@@ -676,7 +709,7 @@ def factor_effects_section(runs: pd.DataFrame, variants: pd.DataFrame,
 def report_markdown(
     runs: pd.DataFrame, variants: pd.DataFrame, plots: Sequence[Path], *, experiment: str,
     tracking_uri: str, baseline: Baseline, out_dir: Path, margin: float = MARGIN,
-    design: SequentialDesign | None = None,
+    design: SequentialDesign | None = None, deployment: str | None = None,
 ) -> str:
     """The whole ablation.md; `plots` are embedded relative to `out_dir`."""
     images = "\n\n".join(f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots)
@@ -689,6 +722,7 @@ def report_markdown(
         "## Main table\n\n" + main_table(variants),
         "## Tradeoffs\n\n" + (images or "No completed variant with both mAP and cost to plot."),
         "## Do GFLOPs predict latency?\n\n" + flops_latency_section(variants),
+        *(["## Deployment: runtimes and precisions\n\n" + deployment] if deployment else []),
         "## One-factor tables\n\n" + one_factor_tables(variants, baseline, margin),
         "## Factor effects\n\n" + factor_effects_section(runs, variants, baseline),
     ]

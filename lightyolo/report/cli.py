@@ -136,9 +136,9 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
     directory = out_root / re.sub(r"[^A-Za-z0-9._-]", "_", experiment)
     directory.mkdir(parents=True, exist_ok=True)
     plots = tradeoff_plots(variants, directory)
-    deployment, deployment_tables = write_deployment(
-        runs, variants, tracking.runs_frame(uri, experiment), str(baseline), directory
-    )
+    # runs.csv keeps no deployment figures: a report rebuilt from it has no deployment section
+    raw = pd.DataFrame() if options.runs_csv else tracking.runs_frame(uri, experiment)
+    deployment, deployment_tables = write_deployment(runs, variants, raw, str(baseline), directory)
     files = ReportFiles(
         experiment=experiment,
         directory=directory,

@@ -7,6 +7,7 @@ The one CLI module: `python -m lightyolo.sweep NAME` only rewrites its arguments
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,17 @@ def main(cfg: DictConfig) -> float | None:
             log.debug("run failed", exc_info=True)
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
+        except KeyboardInterrupt as stop:  # SIGINT / SIGTERM: the run is marked resumable
+            exit_interrupted(stop)
     return run_cell(cfg, hydra_cfg)
+
+
+def exit_interrupted(stop: KeyboardInterrupt) -> None:
+    """One line for a run stopped by a signal, and the shell's exit status for it (130 / 143)."""
+    signum = getattr(stop, "signum", signal.SIGINT)
+    print(f"interrupted: {stop or 'KeyboardInterrupt'}; the run is resumable: run the same command again",
+          file=sys.stderr)
+    raise SystemExit(128 + signum) from None
 
 
 def run_cell(cfg: DictConfig, hydra_cfg: DictConfig) -> float | None:

@@ -38,6 +38,7 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 MAX_PARAM_CHARS = 6000
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call
 STATUS_TAG = "status"
+INTERRUPTED = "interrupted"  # status of a run stopped by a signal or a failed write: a rerun resumes it
 DATASET_ATTEMPTS = 3  # log_dataset: tries when parallel cells race to create the dataset row
 KIND_TAG = "kind"  # what a run is when it is not a cell: "sweep" (a parent run), "report"
 SWEEP_KIND = "sweep"
@@ -264,6 +265,9 @@ class RunTracker:
     tracking_uri: str
     run_id: str
     _stop_heartbeat: threading.Event | None = field(default=None, repr=False, compare=False)
+    # The claim record this run's owner holds (cell_claim): it beats with the run's heartbeat
+    # and is released when the run ends.
+    claim_name: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def start(
@@ -300,8 +304,19 @@ class RunTracker:
         return tracker
 
     def heartbeat(self) -> None:
-        """Record this process (host, pid) as the run's owner, alive now."""
-        self.set_tags(owner_tags())
+        """Record this process (host, pid) as the run's owner (and its claim's), alive now."""
+        tags = owner_tags()
+        self.set_tags(tags)
+        if self.claim_name is not None:
+            beat_claim_record(self.tracking_uri, self.claim_name, tags)
+
+    def release_claim(self) -> None:
+        """Stop the heartbeat and release the claim (if any): the cell is free to be claimed."""
+        if self._stop_heartbeat is not None:
+            self._stop_heartbeat.set()
+        if self.claim_name is not None:
+            release_claim_record(self.tracking_uri, self.claim_name)
+            self.claim_name = None
 
     def start_heartbeat(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
         """Beat now, then every `interval_s` from a daemon thread until `finish`: an epoch
@@ -386,19 +401,21 @@ class RunTracker:
             self.log_artifact(local, path.parent.as_posix() if path.parent.parts else None)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag.
-        Stops the heartbeat thread, if any."""
+        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag,
+        'interrupted' → KILLED (a rerun resumes it from its last.pt). Stops the heartbeat
+        thread and releases the claim, if any."""
         if self._stop_heartbeat is not None:
             self._stop_heartbeat.set()
         tags = {STATUS_TAG: status}
         if error is not None:
             tags["error"] = error
         self.set_tags(tags)
-        terminal = RunStatus.FAILED if status == "failed" else RunStatus.FINISHED
+        terminal = {"failed": RunStatus.FAILED, INTERRUPTED: RunStatus.KILLED}.get(status, RunStatus.FINISHED)
         with store_lock(self.tracking_uri):
             _client(self.tracking_uri).set_terminated(
                 self.run_id, status=RunStatus.to_string(terminal)
             )
+        self.release_claim()
 
 
 def start_sweep_run(
@@ -477,7 +494,7 @@ def experiment_names(tracking_uri: str) -> list[str]:
     """Experiment names, newest first (by creation time)."""
     experiments = _client(tracking_uri).search_experiments(view_type=ViewType.ACTIVE_ONLY)
     experiments.sort(key=lambda e: e.creation_time or 0, reverse=True)
-    return [e.name for e in experiments]
+    return [e.name for e in experiments if not is_claim_record(e.name)]
 
 
 def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -578,12 +595,11 @@ class CompletedRun:
     metrics: dict[str, float]
 
 
-def require_store(tracking_uri: str) -> None:
-    """ValueError when `tracking_uri` names a SQLite file that does not exist (reading it
-    would only create an empty store)."""
-    db = sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise ValueError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+def require_store(tracking_uri: str, *, timeout_s: float | None = None) -> None:
+    """For readers (report, bench, export), which never create or write a store: ValueError in
+    one line when a SQLite store is missing, empty, damaged or not MLflow's, or a server does
+    not answer (`check_store`)."""
+    check_store(tracking_uri, timeout_s=timeout_s, must_exist=True)
 
 
 def run_exists(tracking_uri: str, run_id: str) -> bool:
@@ -655,3 +671,141 @@ def log_exported_model(tracking_uri: str, run_id: str, onnx_path: str | Path, ar
     and an MLflow logged model of the run (the UI's Models column)."""
     log_run_artifact_as(tracking_uri, run_id, onnx_path, artifact_path)
     log_onnx_model(tracking_uri, run_id, onnx_path)
+
+
+# --- Claims of cells (issue 24; the rules are lightyolo/cell_claim.py's) -------------------
+# A claim record is an MLflow experiment with a unique name: every store (SQLite, a tracking
+# server on PostgreSQL or MySQL) creates an experiment name at most once, atomically (a unique
+# constraint), so creating one is a compare-and-set that needs no lock and no server change.
+# Its tags say who holds it (owner.host / owner.pid / owner.heartbeat, from the moment it is
+# created); releasing it deletes it (MLflow keeps a deleted name taken, so it is never won twice).
+
+CLAIM_PREFIX = "lightyolo-claim"
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """A claim record as read back: its tags, and whether its holder released it."""
+
+    tags: Mapping[str, str]
+    released: bool
+
+
+def is_claim_record(experiment_name: str) -> bool:
+    return experiment_name.startswith(CLAIM_PREFIX + ":")
+
+
+def create_claim_record(tracking_uri: str, name: str, tags: Mapping[str, str]) -> bool:
+    """Create the claim record `name` with `tags`: True when this call created it, False when
+    it already existed (held, released or lost to a concurrent claimer)."""
+    db = sqlite_path(tracking_uri)
+    location = (db.parent / "mlartifacts" / ".claims").as_uri() if db is not None else None
+    with store_lock(tracking_uri):
+        try:
+            _client(tracking_uri).create_experiment(
+                name, artifact_location=location, tags={k: str(v) for k, v in tags.items()}
+            )
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_ALREADY_EXISTS":
+                return False
+            raise
+    return True
+
+
+def read_claim_record(tracking_uri: str, name: str) -> ClaimRecord | None:
+    """The claim record `name` (deleted ones included), or None when there is none."""
+    experiment = _client(tracking_uri).get_experiment_by_name(name)
+    if experiment is None:
+        return None
+    return ClaimRecord(dict(experiment.tags), experiment.lifecycle_stage != "active")
+
+
+def beat_claim_record(tracking_uri: str, name: str, tags: Mapping[str, str]) -> None:
+    """Update the holder's tags (its heartbeat) on a held claim record."""
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            return
+        for key, value in tags.items():
+            client.set_experiment_tag(experiment.experiment_id, key, str(value))
+
+
+def release_claim_record(tracking_uri: str, name: str) -> None:
+    """Release a claim (delete its record; a released name stays taken)."""
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage == "active":
+            client.delete_experiment(experiment.experiment_id)
+
+
+# --- Checking a store before using it (issue 24: fail fast, readers never create stores) ---
+
+import sqlite3  # noqa: E402 (kept with the section that uses it)
+
+STORE_CHECK_TIMEOUT_S = 5.0  # mlflow.store_check_timeout_s: how long a server has to answer
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreUnavailable(ValueError):
+    """The tracking store cannot be used: one line naming it (a ValueError: the CLIs print it)."""
+
+
+def check_store(tracking_uri: str, *, timeout_s: float | None = None, must_exist: bool = False) -> None:
+    """Look at the store once, quickly, before anything is run or read: a SQLite file must be an
+    intact MLflow database (missing is fine for a writer, which creates it, unless
+    `must_exist`); a server must answer within `timeout_s` (one try, MLflow's retries off:
+    otherwise a server that is down costs minutes of retries before the first error)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        if not db.exists():
+            if must_exist:
+                raise StoreUnavailable(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+            return  # a writer creates it
+        with store_lock(tracking_uri):  # not while another process creates and migrates it
+            _check_sqlite_store(db)
+        return
+    timeout_s = STORE_CHECK_TIMEOUT_S if timeout_s is None else timeout_s
+    with _environ(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(max(1, round(timeout_s)))):
+        try:
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        except Exception as err:  # MLflow's and the HTTP/DB driver's errors alike
+            raise StoreUnavailable(
+                f"MLflow tracking store {tracking_uri} does not answer ({_short_reason(err)}; "
+                f"checked with a {timeout_s:g} s timeout, mlflow.store_check_timeout_s)"
+            ) from None
+
+
+def _short_reason(err: Exception) -> str:
+    text = str(err)
+    for needle, reason in (("refused", "connection refused"), ("timed out", "timed out"),
+                           ("Name or service not known", "unknown host"), ("ReadTimeout", "timed out")):
+        if needle in text:
+            return reason
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first[:200]
+
+
+def _check_sqlite_store(db: Path) -> None:
+    if not db.is_file():
+        raise StoreUnavailable(f"MLflow store {db}: not a file")
+    if db.stat().st_size == 0:
+        raise StoreUnavailable(f"MLflow store {db}: empty file (0 bytes), not an MLflow database; "
+                               "restore it from a backup or point tracking_uri elsewhere")
+    with open(db, "rb") as handle:
+        if handle.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise StoreUnavailable(f"MLflow store {db}: not a SQLite database (its header is wrong)")
+    try:
+        connection = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as err:
+        raise StoreUnavailable(f"MLflow store {db}: damaged SQLite database ({err})") from None
+    if verdict != "ok":
+        raise StoreUnavailable(f"MLflow store {db}: damaged SQLite database (quick_check: {verdict})")
+    if not {"experiments", "runs"} <= tables:
+        raise StoreUnavailable(f"MLflow store {db}: a SQLite database without MLflow's tables")

@@ -88,22 +88,8 @@ def test_trailing_bytes_and_png_named_jpg_decode_to_the_same_pixels_and_pass_the
 
 
 @pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
-def test_a_disguised_subset_scores_the_same_map_as_the_untouched_one_with_no_issue_counted(tmp_path):
-    stems = _stems(12)
-    _copy_split(tmp_path / "original", stems)
-    _disguise(_copy_split(tmp_path / "changed", stems), stems[:8])
-
-    untouched, untouched_issues = _evaluate(tmp_path / "original", tmp_path, "original", 320)
-    disguised, disguised_issues = _evaluate(tmp_path / "changed", tmp_path, "changed", 320)
-
-    assert untouched > 0.2  # yolov5n on real images, not a grey-image score
-    assert disguised == pytest.approx(untouched, abs=1e-9)
-    assert disguised_issues == untouched_issues
-
-
-@pytest.mark.slow  # two evaluations of coco128 at 320 (about a minute on one loaded core)
-@pytest.mark.shared("data/coco128", "weights/yolov5n.state_dict.pt")
 def test_coco128_with_16_disguised_images_keeps_map50_95_0_282_at_320(tmp_path):
+    """Two evaluations of coco128 at 320 (24 s on a loaded 2-core machine: not marked slow)."""
     stems = _stems(128)
     _copy_split(tmp_path / "original", stems)
     _disguise(_copy_split(tmp_path / "changed", stems), stems[:16])

@@ -109,9 +109,10 @@ def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
 
 def newest_experiment(tracking_uri: str) -> str:
     """The most recently created experiment of the store; ReportError when there is none."""
-    db = tracking.sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise ReportError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+    try:
+        tracking.require_store(tracking_uri)  # missing, empty or damaged: one line, never created
+    except ValueError as err:
+        raise ReportError(str(err)) from err
     try:
         names = tracking.experiment_names(tracking_uri)
     except Exception as err:  # as in read_runs

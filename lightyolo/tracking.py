@@ -72,9 +72,10 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
-# One lock object per database: FileLock is re-entrant per object (and per thread), so a
-# block holding the lock can make a client, whose first use takes the lock again.
-_STORE_LOCKS: dict[Path, FileLock] = {}
+# One lock object per database (and process: a forked child must not use its parent's, which
+# filelock refuses): FileLock is re-entrant per object (and per thread), so a block holding
+# the lock can make a client, whose first use takes the lock again.
+_STORE_LOCKS: dict[tuple[int, Path], FileLock] = {}
 _READY_STORES: set[str] = set()  # SQLite URIs this process has opened under the lock
 
 
@@ -87,7 +88,10 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
-    lock = _STORE_LOCKS.setdefault(db, FileLock(str(db) + ".lock", timeout=600))
+    key = (os.getpid(), db)
+    if key not in _STORE_LOCKS:
+        _STORE_LOCKS[key] = FileLock(str(db) + ".lock", timeout=600)
+    lock = _STORE_LOCKS[key]
     with lock:
         yield
 
@@ -138,9 +142,15 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
             return experiment.experiment_id
         db = sqlite_path(tracking_uri)
         location = (db.parent / "mlartifacts" / name).as_uri() if db is not None else None
-        return client.create_experiment(
-            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
-        )
+        try:
+            return client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
+            )
+        except MlflowException as err:
+            # Two processes starting on a server (no store lock) both found none: one created it.
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(name).experiment_id
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -430,7 +440,7 @@ def start_sweep_run(
     started with `parent_run_id=` its id, and the UI nests them under it."""
     return RunTracker.start(
         tracking_uri, experiment, run_name=name,
-        tags={**tags, KIND_TAG: SWEEP_KIND, STATUS_TAG: "running"}, params=params,
+        tags={**tags, KIND_TAG: SWEEP_KIND, STATUS_TAG: "running", **owner_tags()}, params=params,
     )
 
 
@@ -809,3 +819,31 @@ def _check_sqlite_store(db: Path) -> None:
         raise StoreUnavailable(f"MLflow store {db}: damaged SQLite database (quick_check: {verdict})")
     if not {"experiments", "runs"} <= tables:
         raise StoreUnavailable(f"MLflow store {db}: a SQLite database without MLflow's tables")
+
+
+# --- Sweep parent runs whose launcher is gone (issue 24) ------------------------------------
+
+
+def running_sweep_runs(tracking_uri: str, experiment: str) -> list[PastRun]:
+    """The experiment's sweep parent runs (tag kind=sweep) still marked RUNNING, newest first."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.{KIND_TAG} = '{SWEEP_KIND}' and attributes.status = 'RUNNING'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [PastRun(r.info.run_id, r.info.status, r.data.tags.get(STATUS_TAG, ""), None, r.info.start_time,
+                    dict(r.data.tags)) for r in found]
+
+
+def nested_run_statuses(tracking_uri: str, experiment: str, parent_run_id: str) -> list[str]:
+    """The `status` tags of the runs nested under `parent_run_id` (completed, failed, …)."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'")
+    return [r.data.tags.get(STATUS_TAG, "") for r in found]

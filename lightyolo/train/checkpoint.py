@@ -57,7 +57,8 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
+        with open(tmp, "wb") as handle:  # a Python file: a failed write raises OSError with its errno
+            torch.save(state, handle)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch.save reports some write failures as RuntimeError
         tmp.unlink(missing_ok=True)

@@ -117,10 +117,13 @@ class Measured:
 def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") -> RunResult:
     """Train, evaluate, measure and log one cell; a failure ends its MLflow run as FAILED.
 
-    The dataset is read first: the cell's identity (`identity.cell_identity`) includes its
-    content, the weights file's digest and the code's. A cell with a completed run in the
-    experiment is skipped (unless `rerun=true`); a cell whose run is still RUNNING is left
-    alone while its owner process lives, and continued from its `last.pt` once it is gone.
+    The store is checked first (`tracking.check_store`), then the dataset is read: the cell's
+    identity (`identity.cell_identity`) includes its content, the weights file's digest and
+    the code's. A cell with a completed run in the experiment is skipped (unless
+    `rerun=true`); otherwise the cell is claimed (`cell_claim`, docs/reliability.md): a cell
+    whose owner lives is left alone ("running elsewhere"), and a cut-off or interrupted run is
+    continued from its `last.pt` by the one launch that wins the claim. A signal or a failed
+    checkpoint write ends the run as interrupted (resumable), any other failure as FAILED.
     """
     settings = resolve(cfg)
     ident = settings.run

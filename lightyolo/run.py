@@ -110,7 +110,10 @@ def cli() -> None:
         raise SystemExit(2)
     take_sweep_failures()  # a count left by an earlier sweep of this process is not ours
     hydra_searchpath.register()  # LIGHTYOLO_CONFIG_PATH joins the groups
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as stop:  # a multirun's cell stopped by a signal: the sweep stops too
+        exit_interrupted(stop)
     if take_sweep_failures():
         raise SystemExit(1)
 

@@ -279,6 +279,11 @@ class RunTracker:
     # and is released when the run ends.
     claim_name: str | None = field(default=None, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A heartbeat thread belongs to its process: a copy sent to another (a joblib job
+        # receiving the sweep callback) carries none.
+        return {**self.__dict__, "_stop_heartbeat": None}
+
     @classmethod
     def start(
         cls,

@@ -108,14 +108,16 @@ def check_image(path: Path) -> ImageCheck:
         return ImageCheck(width, height, IMAGE_TOO_SMALL, f"{width}x{height} pixels, under {MIN_SIDE} a side")
     problem = truncation_problem(path)
     if problem:
-        return ImageCheck(width, height, TRUNCATED_IMAGE, problem)
+        return ImageCheck(width, height, TRUNCATED_IMAGE,
+                          f"truncated JPEG (no end-of-image marker; decoding fails: {problem})")
     return ImageCheck(width, height)
 
 
 def truncation_problem(path: Path) -> str:
-    """'' unless `path` is a JPEG (by content) that is cut short: one that lacks its end-of-image
-    marker and whose pixels do not decode to the end (then the reason). Decided once per file
-    version (path, size, mtime) in a process: the loader asks for every sample."""
+    """'' unless `path` is a JPEG (by its first bytes, never its suffix) that is cut short: one
+    that lacks its end-of-image marker and whose pixels do not decode to the end; then the
+    decoder's complaint. Bytes after a complete JPEG's end marker are fine. Decided once per
+    file version (path, size, mtime) in a process: the loader asks for every sample."""
     try:
         stat = os.stat(path)
     except OSError as err:
@@ -132,8 +134,7 @@ def _truncation_problem(path: str, size: int, mtime_ns: int) -> str:
         handle.seek(-2, os.SEEK_END)
         if handle.read() == _JPEG_END:
             return ""
-    problem = _decode_problem(Path(path))
-    return f"truncated JPEG (no end-of-image marker; decoding fails: {problem})" if problem else ""
+    return _decode_problem(Path(path))
 
 
 def check_images(paths: list[Path], cache_dir: Path | None = None) -> list[ImageCheck]:

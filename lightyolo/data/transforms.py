@@ -64,9 +64,8 @@ def decode(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise CorruptImageError(path, "file is missing" if not path.exists() else "OpenCV cannot decode it")
-    problem = truncation_problem(path)
-    if problem:
-        raise CorruptImageError(path, problem)
+    if truncation_problem(path):
+        raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -98,7 +98,7 @@ class UsageError(ReportError):
 def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The runs of `experiment` as `runs_table` rows; raises ReportError when unreadable."""
     try:
-        tracking.require_store(tracking_uri)
+        _require_store(tracking_uri)
         raw = tracking.runs_frame(tracking_uri, experiment)
     except ValueError as err:
         raise ReportError(str(err)) from err
@@ -110,7 +110,7 @@ def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
 def newest_experiment(tracking_uri: str) -> str:
     """The most recently created experiment of the store; ReportError when there is none."""
     try:
-        tracking.require_store(tracking_uri)  # missing, empty or damaged: one line, never created
+        _require_store(tracking_uri)  # missing, empty or damaged: one line, never created
     except ValueError as err:
         raise ReportError(str(err)) from err
     try:
@@ -120,6 +120,16 @@ def newest_experiment(tracking_uri: str) -> str:
     if not names:
         raise ReportError(f"no MLflow experiments at {tracking_uri}")
     return names[0]
+
+
+def _require_store(tracking_uri: str) -> None:
+    """`tracking.require_store`; a server that does not answer reads as `_unreadable`."""
+    try:
+        tracking.require_store(tracking_uri)
+    except tracking.StoreUnavailable as err:
+        if tracking.sqlite_path(tracking_uri) is not None:
+            raise
+        raise _unreadable(tracking_uri, err) from err
 
 
 def _unreadable(tracking_uri: str, err: Exception) -> ReportError:

@@ -31,6 +31,7 @@ import lightyolo
 from lightyolo.bench.flops import gflops
 from lightyolo.bench.latency import LatencyResult, measure_latency
 from lightyolo.bench.params import count_parameters
+from lightyolo.cell_claim import HeldElsewhere, claim_cell
 from lightyolo.data.dataset import AugmentHyp, DetectionDataset
 from lightyolo.data.loader import build_dataloader
 from lightyolo.data.records import DatasetSpec
@@ -39,7 +40,6 @@ from lightyolo.identity import REUSE_KEY, CellIdentity, cell_identity
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
-from lightyolo.cell_claim import HeldElsewhere, claim_cell
 from lightyolo.tracking import (
     HEARTBEAT_TAG, INTERRUPTED, OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, PastRun, RunTracker,
     beat_claim_record, cell_params, check_store, ensure_experiment, owner_is_alive, owner_tags,

@@ -11,10 +11,8 @@ tracking server.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -24,51 +22,11 @@ from lightyolo import pipeline, tracking
 from lightyolo.cell_claim import Claimed, HeldElsewhere, claim_cell
 from lightyolo.settings import resolve
 
+from cli_processes import FORK, cli_child, launch_together
 from conftest import compose_config, tiny_overrides
 
 SQLITE_TRIALS = 10
 SERVER_TRIALS = 5
-FORK = multiprocessing.get_context("fork")
-
-
-def _cli_child(argv: list[str], cwd: Path, log: Path, go) -> None:  # runs in the forked child
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)  # not pytest's capture
-    os.chdir(cwd)
-    code = 0
-    try:
-        from lightyolo.run import cli
-
-        sys.argv = ["lightyolo.run", *argv]
-        go.wait()
-        cli()
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    except BaseException:  # noqa: BLE001 (the exit status says it; the log has the traceback)
-        import traceback
-
-        traceback.print_exc()
-        code = 99
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def launch_together(argv: list[str], cwd: Path, logs: list[Path]) -> list[int]:
-    """Start one CLI process per log file, release them at once, and return their exit codes."""
-    go = FORK.Event()
-    children = [FORK.Process(target=_cli_child, args=(argv, cwd, log, go)) for log in logs]
-    for child in children:
-        child.start()
-    time.sleep(0.3)  # all forked and waiting
-    go.set()
-    for child in children:
-        child.join(timeout=300)
-    return [child.exitcode for child in children]
-
 
 def _race_argv(tmp_path: Path, uri: str, experiment: str) -> list[str]:
     overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("mlflow.tracking_uri")]
@@ -127,7 +85,7 @@ def test_two_reruns_of_a_killed_cell_resume_it_once_and_log_each_epoch_once(tmp_
     epochs = 3
     argv = [*_race_argv(tmp_path, uri, "rerun"), f"train.epochs={epochs}", f"train.eval_interval={epochs}"]
     go = FORK.Event()
-    first = FORK.Process(target=_cli_child, args=(argv, tmp_path, tmp_path / "first.log", go))
+    first = FORK.Process(target=cli_child, args=(argv, tmp_path, tmp_path / "first.log", go))
     first.start()
     go.set()
     deadline = time.time() + 180

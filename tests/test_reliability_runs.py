@@ -22,8 +22,8 @@ from lightyolo.report import cli as report_cli
 from lightyolo.settings import resolve
 from lightyolo.train.checkpoint import CheckpointWriteError, save_checkpoint
 
+from cli_processes import FORK, cli_child
 from conftest import COCO128, REPO, compose_config, tiny_overrides
-from test_reliability_claims import FORK, _cli_child
 
 # --- 3. a run's config.yaml is data, not code --------------------------------------------
 
@@ -81,7 +81,7 @@ def _signal_run(tmp_path: Path, epochs: int, signals: list[int]) -> tuple[int, s
     argv = [*tiny_overrides(tmp_path), f"train.epochs={epochs}", f"train.eval_interval={epochs}",
             "train.threads=1", f"hydra.run.dir={out}"]
     go = FORK.Event()
-    child = FORK.Process(target=_cli_child, args=(argv, tmp_path, tmp_path / "first.log", go))
+    child = FORK.Process(target=cli_child, args=(argv, tmp_path, tmp_path / "first.log", go))
     child.start()
     go.set()
     deadline = time.time() + 180
@@ -301,7 +301,7 @@ def test_a_rerun_of_a_killed_sweep_ends_its_parent_and_nests_the_resumed_cell_un
     argv = ["-m", *tiny_overrides(tmp_path), "seed=0,1", "train.epochs=3", "train.eval_interval=3",
             "train.threads=1", "bench.after_sweep=false", f"hydra.sweep.dir={tmp_path}/multirun/${{now:%H%M%S%f}}"]
     go = FORK.Event()
-    launcher = FORK.Process(target=_cli_child, args=(argv, tmp_path, tmp_path / "killed.log", go))
+    launcher = FORK.Process(target=cli_child, args=(argv, tmp_path, tmp_path / "killed.log", go))
     launcher.start()
     go.set()
     deadline = time.time() + 180
@@ -328,7 +328,7 @@ def test_a_rerun_of_a_killed_sweep_ends_its_parent_and_nests_the_resumed_cell_un
 
 def launch_together_one(argv: list[str], cwd: Path) -> int:
     go = FORK.Event()
-    child = FORK.Process(target=_cli_child, args=(argv, cwd, cwd / "rerun.log", go))
+    child = FORK.Process(target=cli_child, args=(argv, cwd, cwd / "rerun.log", go))
     child.start()
     go.set()
     child.join(timeout=300)

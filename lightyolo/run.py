@@ -81,7 +81,7 @@ def main(cfg: DictConfig) -> float | None:
 def exit_interrupted(stop: KeyboardInterrupt) -> None:
     """One line for a run stopped by a signal, and the shell's exit status for it (130 / 143)."""
     signum = getattr(stop, "signum", signal.SIGINT)
-    print(f"interrupted: {stop or 'KeyboardInterrupt'}; the run is resumable: run the same command again",
+    print(f"interrupted: {str(stop) or signal.Signals(signum).name}; the run is resumable: run the same command again",
           file=sys.stderr)
     raise SystemExit(128 + signum) from None
 

@@ -21,6 +21,7 @@ from lightyolo.bench import __main__ as bench_cli
 from lightyolo.report import cli as report_cli
 from lightyolo.settings import resolve
 from lightyolo.train.checkpoint import CheckpointWriteError, save_checkpoint
+from lightyolo.train.interrupt import GracefulStop, TrainingInterrupted
 
 from cli_processes import FORK, cli_child
 from conftest import COCO128, REPO, compose_config, tiny_overrides
@@ -116,13 +117,31 @@ def test_a_signal_stops_training_resumably_and_a_rerun_continues_without_logging
     assert steps == list(range(1, epochs + 1))  # no epoch logged twice, none lost
 
 
-def test_a_second_sigint_aborts_at_once_and_the_run_stays_resumable(tmp_path):
-    code, text, uri = _signal_run(tmp_path, 50, [signal.SIGINT, signal.SIGINT])
+def test_the_first_signal_waits_for_the_next_step_and_a_second_one_aborts_at_once():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with GracefulStop() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal to this process: noted, nothing raised
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(TrainingInterrupted, match="SIGINT during epoch 3"):
+            stop.check(epoch=2)  # the loop's next step
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM again: aborted at once"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # never reached: the handler raises in this frame
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # restored after training
+
+
+def test_a_double_sigint_exits_130_and_a_rerun_resumes_the_run(tmp_path):
+    epochs = 30
+    code, text, uri = _signal_run(tmp_path, epochs, [signal.SIGINT, signal.SIGINT])
 
     assert code == 130, text[-3000:]
-    assert "again: aborted at once" in text
+    assert text.strip().splitlines()[-1].startswith("interrupted: ")
     (cut,) = tracking.runs_frame(uri, "lightyolo").to_dict("records")
-    assert (cut["mlflow_status"], cut["tags.status"]) == ("KILLED", "interrupted")
+    resumed = pipeline.run(compose_config(tiny_overrides(tmp_path) + [f"train.epochs={epochs}",
+                                                                      f"train.eval_interval={epochs}"]))
+    assert (resumed.status, resumed.run_id) == ("completed", cut["run_id"])
+    steps = [step for step, _ in tracking.metric_history(uri, cut["run_id"], "train/box_loss")]
+    assert steps == list(range(1, epochs + 1))
 
 
 # --- 5. a store that is down fails fast, in one line ---------------------------------------

@@ -16,8 +16,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from lightyolo import pipeline, tracking
 from lightyolo.cell_claim import Claimed, HeldElsewhere, claim_cell
 from lightyolo.settings import resolve

@@ -15,14 +15,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from lightyolo import pipeline
 from lightyolo.data.image_check import check_images
+from lightyolo.data.specs import yolo_dataset
+from lightyolo.eval.coco import coco_ground_truth
 from lightyolo.data.transforms import decode
 from lightyolo.tracking import runs_frame
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config
 
+SPLIT = {"images": "images/train", "labels": "labels/train"}
 TRAILER = b"\x00camera trailer: bytes after the end-of-image marker"
 
 
@@ -100,3 +104,19 @@ def test_coco128_with_16_disguised_images_keeps_map50_95_0_282_at_320(tmp_path):
     assert untouched == pytest.approx(0.282, abs=0.0005)
     assert disguised == pytest.approx(untouched, abs=1e-9)
     assert disguised_issues == untouched_issues
+
+
+@pytest.mark.shared("data/coco128")
+def test_a_tiff_that_opencv_cannot_decode_is_named_counted_and_left_out_of_training_and_ground_truth(tmp_path):
+    images = _copy_split(tmp_path, _stems(2))
+    pixels = np.random.default_rng(0).random((48, 64), dtype=np.float32)
+    Image.fromarray(pixels, "F").save(images / "float.tif")  # PIL opens it; OpenCV cannot
+    (tmp_path / "labels" / "train" / "float.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    assert cv2.imread(str(images / "float.tif")) is None
+
+    spec = yolo_dataset(str(tmp_path), train=SPLIT, val=SPLIT, names=[str(i) for i in range(80)], cache_dir=None)
+
+    assert spec.issues == {"train/unsupported_image_format": 1, "val/unsupported_image_format": 1}
+    assert [r.path.name for r in spec.train] == [f"{stem}.jpg" for stem in _stems(2)]
+    gt = coco_ground_truth(spec.val, spec.category_ids, spec.names)
+    assert len(gt["images"]) == 2

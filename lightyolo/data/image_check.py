@@ -8,7 +8,9 @@ the pixels are decoded, so a JPEG without the marker is decoded once and left ou
 fails (bytes after the marker, as phones and web tools write, decode fine and are kept). A
 zero-byte file is named as such. Whether a file is a JPEG is read from its first bytes, never
 its suffix, and `truncation_problem` is the one decision that the loader
-(`transforms.decode`) shares with this check: what the index accepts, the loader reads. What is fine and says nothing: a PNG named .jpg (the
+(`transforms.decode`) shares with this check; a BMP, WEBP or TIFF is decoded once by OpenCV
+(the loader's decoder), which refuses some TIFFs PIL opens (32-bit or float samples): what
+the index accepts, the loader reads. What is fine and says nothing: a PNG named .jpg (the
 format is read from the content), greyscale / RGBA / CMYK / palette images (the loaders
 convert to RGB). The size is the EXIF-oriented one (YOLOv5's `exif_size`; OpenCV's `imread`
 applies the orientation, so pixels and normalised boxes agree).
@@ -29,17 +31,21 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
 # Bump when the checks change: older cache entries are then ignored.
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 MIN_SIDE = 10  # YOLOv5 refuses images under 10 pixels a side
 # PIL format names of the files the loaders decode (YOLOv5's IMG_FORMATS that OpenCV reads).
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"})
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Formats whose every file PIL's checks pass OpenCV decodes too; the others are decoded once
+# by OpenCV while indexing (they are rare in detection sets: BMP, WEBP, TIFF).
+_OPENCV_CERTAIN = frozenset({"JPEG", "MPO", "PNG"})
 _JPEG_START = b"\xff\xd8\xff"  # SOI marker, then the first segment's marker
 _JPEG_END = b"\xff\xd9"
 # EXIF orientations (5..8) that turn the image by 90 degrees for display.
@@ -106,6 +112,10 @@ def check_image(path: Path) -> ImageCheck:
                           f"{image_format} image; expected one of {', '.join(sorted(DECODABLE_FORMATS))}")
     if min(width, height) < MIN_SIDE:
         return ImageCheck(width, height, IMAGE_TOO_SMALL, f"{width}x{height} pixels, under {MIN_SIDE} a side")
+    if image_format not in _OPENCV_CERTAIN and cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+        # What the index accepts the loader must read: OpenCV refuses some TIFFs PIL opens.
+        return ImageCheck(width, height, UNSUPPORTED_IMAGE_FORMAT,
+                          f"{image_format} image that OpenCV cannot decode (e.g. 32-bit or float samples)")
     problem = truncation_problem(path)
     if problem:
         return ImageCheck(width, height, TRUNCATED_IMAGE,

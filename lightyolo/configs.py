@@ -22,7 +22,7 @@ path: built-ins, then LIGHTYOLO_CONFIG_PATH in order, then hydra.searchpath.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -174,3 +174,59 @@ def sweep_names() -> list[str]:
 def sweep_file(name: str) -> Path | None:
     """The yaml of the named sweep `name`, or None."""
     return sweep_files().get(name)
+
+
+# --- A config from a store or a file is data, not code (issue 24) ---------------------------
+
+
+class UnregisteredTargetError(ValueError):
+    """A config names a `_target_` that no registered option yaml names (refused unimported)."""
+
+
+def _targets_in(node: object) -> set[str]:
+    """Every `_target_` value in a nested mapping / list."""
+    if isinstance(node, Mapping):
+        found = {str(node["_target_"])} if "_target_" in node else set()
+        for value in node.values():
+            found |= _targets_in(value)
+        return found
+    if isinstance(node, (list, tuple)):
+        return set().union(*(_targets_in(value) for value in node)) if node else set()
+    return set()
+
+
+def registered_targets(group: str, conf_dirs: Path | str | Iterable[Path | str] | None = None) -> set[str]:
+    """The `_target_`s the option yamls of `group` name (built-ins and LIGHTYOLO_CONFIG_PATH's)."""
+    import yaml
+
+    found: set[str] = set()
+    for path in group_files(group, conf_dirs):
+        try:
+            found |= _targets_in(yaml.safe_load(path.read_text()))
+        except (OSError, yaml.YAMLError):
+            continue  # a broken option yaml registers nothing
+    return found
+
+
+def check_registered_targets(
+    config: Mapping, source: str, groups: Sequence[str] = MODEL_GROUPS,
+    conf_dirs: Path | str | Iterable[Path | str] | None = None,
+) -> None:
+    """Refuse, in one line naming `source`, a config whose `groups` nodes name a `_target_` that
+    no registered option of that group names (or none at all), before anything is imported:
+    a run's config.yaml from a shared tracking server must not run code on the machine that
+    benches or exports it."""
+    for group in groups:
+        node = config.get(group)
+        if not isinstance(node, Mapping) or "_target_" not in node:
+            raise UnregisteredTargetError(
+                f"{source}: config node {group!r} has no `_target_` (expected a run's resolved config.yaml)"
+            )
+        known = registered_targets(group, conf_dirs)
+        unknown = sorted(_targets_in(node) - known)
+        if unknown:
+            raise UnregisteredTargetError(
+                f"{source}: {group} `_target_` {unknown[0]!r} is not a registered {group} "
+                f"(registered: {', '.join(sorted(known))}; a yaml in a LIGHTYOLO_CONFIG_PATH directory "
+                "registers one); refused without importing it"
+            )

@@ -50,6 +50,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lightyolo import tracking
 from lightyolo.cli import key_value_command
+from lightyolo.configs import ConfigPathError, UnregisteredTargetError, check_registered_targets
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.settings import tracking_uri
 
@@ -132,14 +133,23 @@ def load_detector(config: DictConfig, state_dict: dict[str, torch.Tensor], sourc
     return model.eval()
 
 
-def load_checkpoint_files(config_path: Path, weights_path: Path) -> tuple[DictConfig, Detector]:
-    """(config, unfused eval detector) from a config.yaml and a best.pt/last.pt on disk."""
+def load_checkpoint_files(
+    config_path: Path, weights_path: Path, source: str | None = None
+) -> tuple[DictConfig, Detector]:
+    """(config, unfused eval detector) from a config.yaml and a best.pt/last.pt on disk.
+
+    The config is data: its backbone, neck and operator must name registered `_target_`s
+    (`configs.check_registered_targets`) before anything is built; `source` names it in errors."""
     for path in (config_path, weights_path):
         if not path.is_file():
             raise ExportError(f"{path}: no such file")
     config = OmegaConf.load(config_path)
     if not isinstance(config, DictConfig):
         raise ExportError(f"{config_path}: expected a mapping (a run's config.yaml)")
+    try:
+        check_registered_targets(OmegaConf.to_container(config, resolve=False), source or str(config_path))
+    except (UnregisteredTargetError, ConfigPathError) as err:
+        raise ExportError(str(err)) from None
     try:
         checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: name it
@@ -157,7 +167,7 @@ def load_run(tracking_uri: str, run_id: str, directory: Path) -> tuple[DictConfi
     if missing:
         raise ExportError(f"run {run_id}: no artifact {' or '.join(missing)} (not a completed training run?)")
     paths = {a: tracking.download_run_artifact(tracking_uri, run_id, a, directory) for a in wanted}
-    return load_checkpoint_files(paths[CONFIG_ARTIFACT], paths[WEIGHTS_ARTIFACT])
+    return load_checkpoint_files(paths[CONFIG_ARTIFACT], paths[WEIGHTS_ARTIFACT], f"run {run_id} {CONFIG_ARTIFACT}")
 
 
 # --- ONNX ---------------------------------------------------------------------------------
@@ -272,6 +282,10 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="lightyolo-export-") as tmp:
         if options.run_id is not None:
             uri = tracking_uri(options.tracking_uri, cwd)
+            try:
+                tracking.require_store(uri)  # a reader never creates or writes a damaged store
+            except ValueError as err:
+                raise ExportError(str(err)) from None
             if not tracking.run_exists(uri, options.run_id):
                 raise ExportError(f"no MLflow run {options.run_id!r} at {uri}")
             config, model = load_run(uri, options.run_id, Path(tmp))

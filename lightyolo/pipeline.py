@@ -31,6 +31,7 @@ import lightyolo
 from lightyolo.bench.flops import gflops
 from lightyolo.bench.latency import LatencyResult, measure_latency
 from lightyolo.bench.params import count_parameters
+from lightyolo.cell_claim import HeldElsewhere, claim_cell
 from lightyolo.data.dataset import AugmentHyp, DetectionDataset
 from lightyolo.data.loader import build_dataloader
 from lightyolo.data.records import DatasetSpec
@@ -41,13 +42,16 @@ from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
 from lightyolo.store import schema
 from lightyolo.tracking import (
-    HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG, PastRun, RunTracker, cell_params, owner_is_alive,
-    parent_run_id_from_env, runs_with_hash, source_tags,
+    HEARTBEAT_TAG, INTERRUPTED, OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, PastRun, RunTracker,
+    beat_claim_record, cell_params, check_store, ensure_experiment, owner_is_alive, owner_tags,
+    parent_run_id_from_env, release_claim_record, runs_with_hash, source_tags,
 )
-from lightyolo.train.checkpoint import BEST, LAST, load_checkpoint
+from lightyolo.train.checkpoint import BEST, LAST, CheckpointWriteError, load_checkpoint
 from lightyolo.train.loop import EpochReport, TrainResult, train
 
 log = logging.getLogger(__name__)
+
+CLAIMED_RUN_TAG = "run_id"  # on a claim record: the run its holder opened
 
 Evaluator = Callable[[torch.nn.Module], tuple[dict[str, float], EvalResult]]
 
@@ -113,13 +117,17 @@ class Measured:
 def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") -> RunResult:
     """Train, evaluate, measure and log one cell; a failure ends its MLflow run as FAILED.
 
-    The dataset is read first: the cell's identity (`identity.cell_identity`) includes its
-    content, the weights file's digest and the code's. A cell with a completed run in the
-    experiment is skipped (unless `rerun=true`); a cell whose run is still RUNNING is left
-    alone while its owner process lives, and continued from its `last.pt` once it is gone.
+    The store is checked first (`tracking.check_store`), then the dataset is read: the cell's
+    identity (`identity.cell_identity`) includes its content, the weights file's digest and
+    the code's. A cell with a completed run in the experiment is skipped (unless
+    `rerun=true`); otherwise the cell is claimed (`cell_claim`, docs/reliability.md): a cell
+    whose owner lives is left alone ("running elsewhere"), and a cut-off or interrupted run is
+    continued from its `last.pt` by the one launch that wins the claim. A signal or a failed
+    checkpoint write ends the run as interrupted (resumable), any other failure as FAILED.
     """
     settings = resolve(cfg)
     ident = settings.run
+    check_store(ident.tracking_uri, timeout_s=ident.store_check_timeout_s)
     spec = read_dataset_or_fail(settings, output_dir, sweep_id)
     cell = cell_identity(settings.config, spec, settings.weights)
     tag, value = cell.lookup
@@ -127,10 +135,19 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
     completed = next((r for r in past if r.status == "completed"), None)
     if completed is not None:
         return skip_completed(settings, cell, completed)
-    owner = live_owner(settings, past)
-    if owner is not None:
-        return owner
-    tracker, out, resume = open_run(settings, cell, past, output_dir, sweep_id)
+    claim = claim_cell(ident.tracking_uri, ensure_experiment(ident.tracking_uri, ident.experiment), value,
+                       timeout_s=ident.heartbeat_timeout_s)
+    if isinstance(claim, HeldElsewhere):
+        log.info("leaving %s alone: %s", ident.name, claim.describe())
+        return RunResult(claim.tags.get(CLAIMED_RUN_TAG, ""), "running elsewhere")
+    try:
+        opened = open_claimed_cell(settings, cell, output_dir, sweep_id, claim.name)
+    except BaseException:
+        release_claim_record(ident.tracking_uri, claim.name)
+        raise
+    if isinstance(opened, RunResult):
+        return opened
+    tracker, out, resume = opened
     try:
         prepare_process(settings)
         record_config(settings, tracker, out)
@@ -140,6 +157,10 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
         final = evaluate_final(built, fitted)
         measured = measure(settings, built)
         metrics = log_results(tracker, final, fitted, measured, step=max(settings.train.epochs, 0))
+    except (KeyboardInterrupt, CheckpointWriteError) as exc:
+        # Not the cell's fault: the run stays resumable from its last.pt (a rerun continues it).
+        tracker.finish(INTERRUPTED, error=f"{type(exc).__name__}: {exc}")
+        raise
     except BaseException as exc:
         tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -147,15 +168,45 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
     return RunResult(tracker.run_id, "completed", metrics, out)
 
 
+def open_claimed_cell(
+    settings: Settings, cell: CellIdentity, output_dir: Path | None, sweep_id: str, claim: str
+) -> RunResult | tuple[RunTracker, Path, dict[str, Any] | None]:
+    """With the cell claimed, look again (a run may have completed since the first look):
+    a completed cell is skipped, a RUNNING run of a live owner from before claims existed is
+    left alone (both release the claim), else the cell's run is opened under the claim."""
+    ident = settings.run
+    tag, value = cell.lookup
+    past = [] if ident.rerun else runs_with_hash(ident.tracking_uri, ident.experiment, value, tag=tag)
+    completed = next((r for r in past if r.status == "completed"), None)
+    result = skip_completed(settings, cell, completed) if completed is not None else live_owner(settings, past)
+    if result is not None:
+        release_claim_record(ident.tracking_uri, claim)
+        return result
+    return open_run(settings, cell, past, output_dir, sweep_id, claim)
+
+
 def read_dataset(settings: Settings) -> DatasetSpec:
     """The `dataset` node instantiated; a reader's error is raised as itself (one line naming
     the file or split), not inside Hydra's InstantiationException with its config dump."""
     try:
-        return instantiate(settings.config["dataset"])
+        spec = instantiate(settings.config["dataset"])
     except InstantiationException as exc:
         if exc.__cause__ is None:
             raise
         raise exc.__cause__ from None
+    require_ground_truth(spec)
+    return spec
+
+
+def require_ground_truth(spec: DatasetSpec) -> None:
+    """ValueError when the evaluated split (test if there is one, else val) has no ground-truth
+    box: mAP is undefined there, and a logged 0.000 would read as a measurement."""
+    split, records, coco_gt = (("test", spec.test, spec.test_coco_gt) if spec.test is not None
+                               else ("val", spec.val, spec.val_coco_gt))
+    boxes = len(coco_gt.get("annotations", [])) if coco_gt is not None else sum(len(r.boxes) for r in records)
+    if boxes == 0:
+        raise ValueError(f"dataset {spec.name}: no ground-truth box in its {split} split ({len(records)} images, "
+                         "every label file empty or missing): mAP is undefined without one")
 
 
 def read_dataset_or_fail(settings: Settings, output_dir: Path | None, sweep_id: str) -> DatasetSpec:
@@ -211,20 +262,29 @@ def _common_tags(sweep_id: str) -> dict[str, str]:
 
 
 def open_run(
-    settings: Settings, cell: CellIdentity, past: list[PastRun], output_dir: Path | None, sweep_id: str
+    settings: Settings, cell: CellIdentity, past: list[PastRun], output_dir: Path | None, sweep_id: str,
+    claim: str | None = None,
 ) -> tuple[RunTracker, Path, dict[str, Any] | None]:
     """The MLflow run of this cell: a cut-off one reopened with its checkpoint, else a new one
-    (nested under the sweep's parent run when a sweep launched it). Its heartbeat starts."""
+    (nested under the sweep's parent run when a sweep launched it; a resumed one moves under
+    the sweep that resumes it). Its owner tags are written with it, so its liveness is known
+    from the start; its heartbeat (which also beats `claim`) starts."""
     ident = settings.run
-    tags = {**_common_tags(sweep_id), **cell.tags()}
-    resume, tracker, out = _resume_cut_off_run(past, ident.tracking_uri, tags)
+    tags = {**_common_tags(sweep_id), **cell.tags(), **owner_tags()}
+    parent = parent_run_id_from_env()
+    resume, tracker, out = _resume_cut_off_run(
+        past, ident.tracking_uri, {**tags, PARENT_RUN_TAG: parent} if parent else tags
+    )
     if tracker is None:
         out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
         tags |= {**ident.choices, "seed": str(ident.seed), "status": "running", "output_dir": str(out)}
         tracker = RunTracker.start(
             ident.tracking_uri, ident.experiment, run_name=ident.name, tags=tags,
-            params=cell_params(settings.config, ident.choices), parent_run_id=parent_run_id_from_env(),
+            params=cell_params(settings.config, ident.choices), parent_run_id=parent,
         )
+    if claim is not None:
+        tracker.claim_name = claim
+        beat_claim_record(ident.tracking_uri, claim, {CLAIMED_RUN_TAG: tracker.run_id})
     tracker.start_heartbeat()
     out.mkdir(parents=True, exist_ok=True)
     log.info("MLflow run %s (%s) of %s in %s", tracker.run_id, ident.tracking_uri, ident.name, out)
@@ -234,12 +294,13 @@ def open_run(
 def _resume_cut_off_run(
     past: list[PastRun], tracking_uri: str, tags: dict[str, str]
 ) -> tuple[dict[str, Any] | None, RunTracker | None, Path | None]:
-    """Reopen the newest cut-off run of this cell that left a checkpoint (`live_owner` has
-    ruled out the RUNNING runs whose owner lives).
+    """Reopen the newest cut-off run of this cell that left a checkpoint: RUNNING (its owner
+    was killed; `live_owner` and the claim have ruled out live ones) or interrupted (stopped by
+    a signal or a failed write).
 
     Cut-off runs without a checkpoint are closed as failed, so each cell ends with one
     completed run."""
-    for candidate in (r for r in past if r.mlflow_status == "RUNNING"):
+    for candidate in (r for r in past if r.mlflow_status == "RUNNING" or r.status == INTERRUPTED):
         last = Path(candidate.output_dir or "") / "weights" / LAST
         if candidate.output_dir and last.exists():
             state = load_checkpoint(last)

@@ -7,6 +7,7 @@ The one CLI module: `python -m lightyolo.sweep NAME` only rewrites its arguments
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ def main(cfg: DictConfig) -> float | None:
             log.debug("run failed", exc_info=True)
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
+        except KeyboardInterrupt as stop:  # SIGINT / SIGTERM: the run is marked resumable
+            exit_interrupted(stop)
         print(where_results_are(cfg, result), flush=True)
         return result.metrics.get("map50_95")
     return run_cell(cfg, hydra_cfg)
@@ -83,6 +86,14 @@ def where_results_are(cfg: DictConfig, result: pipeline.RunResult) -> str:
     link = ui_link(uri, ensure_experiment(uri, str(cfg.experiment)))
     files = f"; files: {result.output_dir}" if result.output_dir else ""
     return f"MLflow run {result.run_id} ({result.status}) in experiment {cfg.experiment!r}: {link}{files}"
+
+
+def exit_interrupted(stop: KeyboardInterrupt) -> None:
+    """One line for a run stopped by a signal, and the shell's exit status for it (130 / 143)."""
+    signum = getattr(stop, "signum", signal.SIGINT)
+    print(f"interrupted: {str(stop) or signal.Signals(signum).name}; the run is resumable: run the same command again",
+          file=sys.stderr)
+    raise SystemExit(128 + signum) from None
 
 
 def run_cell(cfg: DictConfig, hydra_cfg: DictConfig) -> float | None:
@@ -109,7 +120,10 @@ def cli() -> None:
         raise SystemExit(2)
     take_sweep_failures()  # a count left by an earlier sweep of this process is not ours
     hydra_searchpath.register()  # LIGHTYOLO_CONFIG_PATH joins the groups
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as stop:  # a multirun's cell stopped by a signal: the sweep stops too
+        exit_interrupted(stop)
     if take_sweep_failures():
         raise SystemExit(1)
 

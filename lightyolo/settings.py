@@ -8,7 +8,8 @@ read the result, not raw config keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from lightyolo.data.image_cache import cache_mode
 from lightyolo.data.loader import resolve_workers
 from lightyolo.cpus import UsableCpus, usable_cpus
 from lightyolo.devices import device_for_job
-from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, default_tracking_uri
+from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, STORE_CHECK_TIMEOUT_S, default_tracking_uri
 from lightyolo.train.settings import TrainSettings
 
 
@@ -39,6 +40,7 @@ class RunIdentity:
     launch_dir: Path
     heartbeat_timeout_s: float  # a RUNNING run silent for longer is taken to be cut off
     evaluate_only: bool = False  # train.epochs=0: the run evaluates weights, it trains nothing
+    store_check_timeout_s: float = STORE_CHECK_TIMEOUT_S  # how long the store has to answer the first look
 
     @property
     def name(self) -> str:
@@ -189,6 +191,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 def resolve(cfg: DictConfig) -> Settings:
     """The typed settings of a composed config (from `@hydra.main` or Hydra's compose API)."""
     config = resolved_config(cfg)
+    validate_config(config)
     train = config["train"]
     cpus = usable_cpus()
     share = joblib_job_share(_hydra_node(cfg).launcher, int(_hydra_node(cfg).job.get("num") or 0), cpus.count)
@@ -203,6 +206,7 @@ def resolve(cfg: DictConfig) -> Settings:
             launch_dir=launch_dir(cfg),
             heartbeat_timeout_s=float(config["mlflow"].get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S),
             evaluate_only=train["epochs"] == 0,
+            store_check_timeout_s=float(config["mlflow"].get("store_check_timeout_s") or STORE_CHECK_TIMEOUT_S),
         ),
         execution=ExecutionSettings(
             device=str(train["device"]),
@@ -220,3 +224,101 @@ def resolve(cfg: DictConfig) -> Settings:
         augment=dict(train["augment"]),
         config=config,
     )
+
+
+# --- Every value checked up front (issue 24): one line naming the key and what is expected --
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _number_in(low: float, high: float | None = None, *, open_low: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def check(v: Any) -> bool:
+        return _is_number(v) and (v > low if open_low else v >= low) and (high is None or v <= high)
+
+    bounds = f"> {low:g}" if open_low else f">= {low:g}"
+    return check, f"a number {bounds}" + (f" and <= {high:g}" if high is not None else "")
+
+
+_BOOL = ((lambda v: isinstance(v, bool)), "true or false")
+_PROBABILITY = _number_in(0.0, 1.0)
+_NON_NEGATIVE = _number_in(0.0)
+_POSITIVE = _number_in(0.0, open_low=True)
+
+# (dotted key, check, expectation); a key absent from the config is not checked (a plugin's
+# dataset yaml may leave out augmentation keys it does not use).
+VALUE_CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("seed", (lambda v: _is_int(v)), "an integer"),
+    ("train.epochs", *_int_at_least(0)),
+    ("train.batch_size", *_int_at_least(1)),
+    ("train.nominal_batch_size", *_int_at_least(1)),
+    ("train.img_size", (lambda v: _is_int(v) and v >= 32 and v % 32 == 0),
+     "a positive multiple of 32 (the largest stride)"),
+    ("train.threads", (lambda v: v is None or (_is_int(v) and v >= 1)), "null or an integer >= 1"),
+    ("train.lr0", *_POSITIVE),
+    ("train.lrf", *_POSITIVE),
+    ("train.schedule", (lambda v: v in ("linear", "cosine")), "linear or cosine"),
+    ("train.momentum", *_PROBABILITY),
+    ("train.weight_decay", *_NON_NEGATIVE),
+    ("train.warmup_epochs", *_NON_NEGATIVE),
+    ("train.warmup_min_iters", *_int_at_least(0)),
+    ("train.warmup_momentum", *_PROBABILITY),
+    ("train.warmup_bias_lr", *_NON_NEGATIVE),
+    ("train.grad_clip", *_POSITIVE),
+    ("train.amp", *_BOOL),
+    ("train.cpu_amp", *_BOOL),
+    ("train.ema_decay", *_PROBABILITY),
+    ("train.eval_interval", *_int_at_least(1)),
+    ("train.loss.box", *_NON_NEGATIVE),
+    ("train.loss.obj", *_NON_NEGATIVE),
+    ("train.loss.cls", *_NON_NEGATIVE),
+    ("train.loss.anchor_t", *_POSITIVE),
+    *((f"train.augment.{key}", *_PROBABILITY)
+      for key in ("hsv_h", "hsv_s", "hsv_v", "translate", "flipud", "fliplr", "mosaic", "mixup")),
+    ("train.augment.scale", *_NON_NEGATIVE),
+    ("train.augment.degrees", *_number_in(-360.0, 360.0)),
+    ("train.augment.shear", *_number_in(-90.0, 90.0)),
+    ("train.augment.perspective", *_number_in(0.0, 0.001)),
+    ("eval.conf_thres", *_PROBABILITY),
+    ("eval.iou_thres", *_PROBABILITY),
+    ("eval.max_det", *_int_at_least(1)),
+    ("eval.batch_size", *_int_at_least(1)),
+    ("eval.rect", *_BOOL),
+    ("bench.warmup", *_int_at_least(0)),
+    ("bench.iters", *_int_at_least(1)),
+    ("mlflow.heartbeat_timeout_s", *_POSITIVE),
+    ("mlflow.store_check_timeout_s", *_POSITIVE),
+)
+_MISSING = object()
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """ValueError in one line for the first value of the wrong type or out of range
+    (`VALUE_CHECKS`), or a group node without a `_target_`; called before anything runs."""
+    for key, check, expected in VALUE_CHECKS:
+        value = _lookup(config, key)
+        if value is not _MISSING and not check(value):
+            raise ValueError(f"{key}: {value!r}, expected {expected}")
+    for group in GROUPS:
+        node = config.get(group)
+        if not isinstance(node, Mapping) or not isinstance(node.get("_target_"), str) or not node["_target_"]:
+            raise ValueError(f"{group}: the config node has no `_target_` (expected the dotted path of the "
+                             f"class to build, as every yaml in conf/{group}/ names one)")
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -42,10 +43,15 @@ from lightyolo.store.schema import (
     SWEEP_BEST_CELL_TAG, SWEEP_BEST_MAP, SWEEP_CELLS, SWEEP_FAILED, SWEEP_SKIPPED, SWEEP_TRAINED,
 )
 from lightyolo.tracking import (
+    HEARTBEAT_TIMEOUT_S,
     MAX_PARAM_CHARS,
     PARENT_RUN_ENV,
     RunTracker,
+    check_store,
     ensure_experiment,
+    nested_run_statuses,
+    owner_is_alive,
+    running_sweep_runs,
     source_tags,
     start_sweep_run,
     ui_link,
@@ -127,18 +133,28 @@ class SweepCallback(Callback):
         os.environ[ENV_CELLS] = str(cells)
         os.environ[ENV_START] = str(time.time())
         sweep_dir = str(config.hydra.sweep.dir)
-        # Created once here, before parallel jobs could race to create it.
+        # Created once here, before parallel jobs could race to create it. A store that does
+        # not answer, or a parent run that cannot be made, stops the sweep before any cell.
         uri = tracking_uri(config.mlflow.tracking_uri, config.hydra.runtime.cwd)
-        self._experiment_id = ensure_experiment(uri, config.experiment)
-        self._parent = start_sweep_run(
-            uri, config.experiment, name=f"sweep-{Path(sweep_dir).name}",
-            tags={"sweep_id": sweep_dir, **source_tags(git_sha(), "lightyolo.sweep")},
-            params={
-                "overrides": " ".join(task)[:MAX_PARAM_CHARS],
-                "grid": json.dumps(grid, sort_keys=True)[:MAX_PARAM_CHARS],
-                "sweep_dir": sweep_dir,
-            },
-        )
+        try:
+            check_store(uri, timeout_s=config.mlflow.get("store_check_timeout_s"))
+            self._experiment_id = ensure_experiment(uri, config.experiment)
+            self._parent = start_sweep_run(
+                uri, config.experiment, name=f"sweep-{Path(sweep_dir).name}",
+                tags={"sweep_id": sweep_dir, **source_tags(git_sha(), "lightyolo.sweep")},
+                params={
+                    "overrides": " ".join(task)[:MAX_PARAM_CHARS],
+                    "grid": json.dumps(grid, sort_keys=True)[:MAX_PARAM_CHARS],
+                    "sweep_dir": sweep_dir,
+                },
+            )
+        except Exception as err:  # StoreUnavailable, or MLflow's own errors (unimported here)
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            print(f"error: {first[:300]}; no cell was launched", file=sys.stderr)
+            raise SystemExit(2) from None  # Hydra turns a callback's Exception into a warning
+        self._parent.start_heartbeat()
+        end_abandoned_sweeps(uri, config.experiment, self._parent.run_id,
+                             float(config.mlflow.get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S))
         # Not MLFLOW_RUN_ID: with it a cell would log into the parent run instead of nesting.
         os.environ[PARENT_RUN_ENV] = self._parent.run_id
         log.info(
@@ -204,6 +220,26 @@ def sweep_summary(results: list[CellResult], expected: int, failed: int) -> tupl
     best = max(scored, key=lambda r: r.map50_95)
     summary[SWEEP_BEST_MAP] = best.map50_95
     return summary, best.cell.split(" #")[0]
+
+
+def end_abandoned_sweeps(uri: str, experiment: str, current_run_id: str, timeout_s: float) -> list[str]:
+    """End the experiment's sweep parent runs whose launcher is gone (killed: its
+    on_multirun_end never ran), so none stays RUNNING forever: FAILED, with the count of the
+    cells nested under it that completed; their cut-off cells are resumed under the current
+    sweep (`pipeline.open_run`). Returns the ids ended."""
+    now, host, ended = time.time(), socket.gethostname(), []
+    for old in running_sweep_runs(uri, experiment):
+        if old.run_id == current_run_id or owner_is_alive(old.tags, now=now, host=host, timeout_s=timeout_s):
+            continue
+        statuses = nested_run_statuses(uri, experiment, old.run_id)
+        done = sum(status == "completed" for status in statuses)
+        RunTracker(uri, old.run_id).finish(
+            "failed", error=f"launcher cut off: {done} of the {len(statuses)} cells nested here completed; "
+                            f"the grid is continued by sweep run {current_run_id}",
+        )
+        log.info("ended abandoned sweep run %s (%d/%d cells completed)", old.run_id, done, len(statuses))
+        ended.append(old.run_id)
+    return ended
 
 
 def bench_settings(stage: DictConfig) -> BenchSettings:

@@ -40,6 +40,7 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 MAX_PARAM_CHARS = 6000
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call
 STATUS_TAG = "status"
+INTERRUPTED = "interrupted"  # status of a run stopped by a signal or a failed write: a rerun resumes it
 DATASET_ATTEMPTS = 3  # log_dataset: tries when parallel cells race to create the dataset row
 KIND_TAG = "kind"  # what a run is when it is not a cell: "sweep" (a parent run), "report"
 SWEEP_KIND = "sweep"
@@ -78,9 +79,10 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
-# One lock object per database: FileLock is re-entrant per object (and per thread), so a
-# block holding the lock can make a client, whose first use takes the lock again.
-_STORE_LOCKS: dict[Path, FileLock] = {}
+# One lock object per database (and process: a forked child must not use its parent's, which
+# filelock refuses): FileLock is re-entrant per object (and per thread), so a block holding
+# the lock can make a client, whose first use takes the lock again.
+_STORE_LOCKS: dict[tuple[int, Path], FileLock] = {}
 _READY_STORES: set[str] = set()  # SQLite URIs this process has opened under the lock
 
 
@@ -93,7 +95,10 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
-    lock = _STORE_LOCKS.setdefault(db, FileLock(str(db) + ".lock", timeout=600))
+    key = (os.getpid(), db)
+    if key not in _STORE_LOCKS:
+        _STORE_LOCKS[key] = FileLock(str(db) + ".lock", timeout=600)
+    lock = _STORE_LOCKS[key]
     with lock:
         yield
 
@@ -146,7 +151,13 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
             return experiment.experiment_id
         db = sqlite_path(tracking_uri)
         location = (db.parent / "mlartifacts" / name).as_uri() if db is not None else None
-        return client.create_experiment(name, artifact_location=location, tags=wanted)
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=wanted)
+        except MlflowException as err:
+            # Two processes starting on a server (no store lock) both found none: one created it.
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(name).experiment_id
 
 
 def headline_view_state() -> str:
@@ -157,7 +168,8 @@ def headline_view_state() -> str:
     columns = [*(f"metrics.`{name}`" for name in metrics), *(f"attributes.`{name}`" for name in ("Dataset", "Source", "Models"))]
     state = {
         "selectedColumns": columns, "columnOrder": columns,
-        "columnWidths": {f"metrics.`{name}`": 140 for name in metrics},  # the names fit "runsExpanded": {}, "runsPinned": [], "runsHidden": [],
+        "columnWidths": {f"metrics.`{name}`": 140 for name in metrics},  # wide enough for the names
+        "runsExpanded": {}, "runsPinned": [], "runsHidden": [],
         "runsVisibilityMap": {}, "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
         "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
         "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {}, "autoRefreshEnabled": True,
@@ -301,6 +313,14 @@ class RunTracker:
     tracking_uri: str
     run_id: str
     _stop_heartbeat: threading.Event | None = field(default=None, repr=False, compare=False)
+    # The claim record this run's owner holds (cell_claim): it beats with the run's heartbeat
+    # and is released when the run ends.
+    claim_name: str | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A heartbeat thread belongs to its process: a copy sent to another (a joblib job
+        # receiving the sweep callback) carries none.
+        return {**self.__dict__, "_stop_heartbeat": None}
 
     @classmethod
     def start(
@@ -337,8 +357,19 @@ class RunTracker:
         return tracker
 
     def heartbeat(self) -> None:
-        """Record this process (host, pid) as the run's owner, alive now."""
-        self.set_tags(owner_tags())
+        """Record this process (host, pid) as the run's owner (and its claim's), alive now."""
+        tags = owner_tags()
+        self.set_tags(tags)
+        if self.claim_name is not None:
+            beat_claim_record(self.tracking_uri, self.claim_name, tags)
+
+    def release_claim(self) -> None:
+        """Stop the heartbeat and release the claim (if any): the cell is free to be claimed."""
+        if self._stop_heartbeat is not None:
+            self._stop_heartbeat.set()
+        if self.claim_name is not None:
+            release_claim_record(self.tracking_uri, self.claim_name)
+            self.claim_name = None
 
     def start_heartbeat(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
         """Beat now, then every `interval_s` from a daemon thread until `finish`: an epoch
@@ -423,22 +454,27 @@ class RunTracker:
             self.log_artifact(local, path.parent.as_posix() if path.parent.parts else None)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag.
-        Stops the heartbeat thread, if any."""
+        """End the run: status 'completed' → FINISHED, 'failed' → FAILED with an error tag,
+        'interrupted' → KILLED (a rerun resumes it from its last.pt). Stops the heartbeat
+        thread and releases the claim, if any."""
         if self._stop_heartbeat is not None:
             self._stop_heartbeat.set()
         tags = {STATUS_TAG: status}
         if error is not None:
             tags["error"] = error
         self.set_tags(tags)
-        terminal = RunStatus.FAILED if status == "failed" else RunStatus.FINISHED
+        terminal = {"failed": RunStatus.FAILED, INTERRUPTED: RunStatus.KILLED}.get(status, RunStatus.FINISHED)
         with store_lock(self.tracking_uri):
             _client(self.tracking_uri).set_terminated(
                 self.run_id, status=RunStatus.to_string(terminal)
             )
+        self.release_claim()
 
     def discard(self) -> None:
-        """End the run and delete it (MLflow's soft delete: gone from the UI and from searches)."""
+        """End the run and delete it (MLflow's soft delete: gone from the UI and from searches);
+        stops its heartbeat thread, if any."""
+        if self._stop_heartbeat is not None:
+            self._stop_heartbeat.set()
         with store_lock(self.tracking_uri):
             client = _client(self.tracking_uri)
             client.set_terminated(self.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
@@ -457,7 +493,7 @@ def start_sweep_run(
     started with `parent_run_id=` its id, and the UI nests them under it."""
     return RunTracker.start(
         tracking_uri, experiment, run_name=name,
-        tags={**tags, KIND_TAG: SWEEP_KIND, STATUS_TAG: "running"}, params=params,
+        tags={**tags, KIND_TAG: SWEEP_KIND, STATUS_TAG: "running", **owner_tags()}, params=params,
     )
 
 
@@ -530,7 +566,7 @@ def experiment_names(tracking_uri: str) -> list[str]:
     """Experiment names, newest first (by creation time)."""
     experiments = _client(tracking_uri).search_experiments(view_type=ViewType.ACTIVE_ONLY)
     experiments.sort(key=lambda e: e.creation_time or 0, reverse=True)
-    return [e.name for e in experiments]
+    return [e.name for e in experiments if not is_claim_record(e.name)]
 
 
 def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -631,12 +667,11 @@ class CompletedRun:
     metrics: dict[str, float]
 
 
-def require_store(tracking_uri: str) -> None:
-    """ValueError when `tracking_uri` names a SQLite file that does not exist (reading it
-    would only create an empty store)."""
-    db = sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise ValueError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+def require_store(tracking_uri: str, *, timeout_s: float | None = None) -> None:
+    """For readers (report, bench, export), which never create or write a store: ValueError in
+    one line when a SQLite store is missing, empty, damaged or not MLflow's, or a server does
+    not answer (`check_store`)."""
+    check_store(tracking_uri, timeout_s=timeout_s, must_exist=True)
 
 
 def run_exists(tracking_uri: str, run_id: str) -> bool:
@@ -708,3 +743,169 @@ def log_exported_model(tracking_uri: str, run_id: str, onnx_path: str | Path, ar
     and an MLflow logged model of the run (the UI's Models column)."""
     log_run_artifact_as(tracking_uri, run_id, onnx_path, artifact_path)
     log_onnx_model(tracking_uri, run_id, onnx_path)
+
+
+# --- Claims of cells (issue 24; the rules are lightyolo/cell_claim.py's) -------------------
+# A claim record is an MLflow experiment with a unique name: every store (SQLite, a tracking
+# server on PostgreSQL or MySQL) creates an experiment name at most once, atomically (a unique
+# constraint), so creating one is a compare-and-set that needs no lock and no server change.
+# Its tags say who holds it (owner.host / owner.pid / owner.heartbeat, from the moment it is
+# created); releasing it deletes it (MLflow keeps a deleted name taken, so it is never won twice).
+
+CLAIM_PREFIX = "lightyolo-claim"
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """A claim record as read back: its tags, and whether its holder released it."""
+
+    tags: Mapping[str, str]
+    released: bool
+
+
+def is_claim_record(experiment_name: str) -> bool:
+    return experiment_name.startswith(CLAIM_PREFIX + ":")
+
+
+def create_claim_record(tracking_uri: str, name: str, tags: Mapping[str, str]) -> bool:
+    """Create the claim record `name` with `tags`: True when this call created it, False when
+    it already existed (held, released or lost to a concurrent claimer)."""
+    db = sqlite_path(tracking_uri)
+    location = (db.parent / "mlartifacts" / ".claims").as_uri() if db is not None else None
+    with store_lock(tracking_uri):
+        try:
+            _client(tracking_uri).create_experiment(
+                name, artifact_location=location, tags={k: str(v) for k, v in tags.items()}
+            )
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_ALREADY_EXISTS":
+                return False
+            raise
+    return True
+
+
+def read_claim_record(tracking_uri: str, name: str) -> ClaimRecord | None:
+    """The claim record `name` (deleted ones included), or None when there is none."""
+    experiment = _client(tracking_uri).get_experiment_by_name(name)
+    if experiment is None:
+        return None
+    return ClaimRecord(dict(experiment.tags), experiment.lifecycle_stage != "active")
+
+
+def beat_claim_record(tracking_uri: str, name: str, tags: Mapping[str, str]) -> None:
+    """Update the holder's tags (its heartbeat) on a held claim record."""
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            return
+        for key, value in tags.items():
+            client.set_experiment_tag(experiment.experiment_id, key, str(value))
+
+
+def release_claim_record(tracking_uri: str, name: str) -> None:
+    """Release a claim (delete its record; a released name stays taken)."""
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage == "active":
+            client.delete_experiment(experiment.experiment_id)
+
+
+# --- Checking a store before using it (issue 24: fail fast, readers never create stores) ---
+
+import sqlite3  # noqa: E402 (kept with the section that uses it)
+
+STORE_CHECK_TIMEOUT_S = 5.0  # mlflow.store_check_timeout_s: how long a server has to answer
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreUnavailable(ValueError):
+    """The tracking store cannot be used: one line naming it (a ValueError: the CLIs print it)."""
+
+
+def check_store(tracking_uri: str, *, timeout_s: float | None = None, must_exist: bool = False) -> None:
+    """Look at the store once, quickly, before anything is run or read: a SQLite file must be an
+    intact MLflow database (missing is fine for a writer, which creates it, unless
+    `must_exist`); a server must answer within `timeout_s` (one try, MLflow's retries off:
+    otherwise a server that is down costs minutes of retries before the first error)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        if not db.exists():
+            if must_exist:
+                raise StoreUnavailable(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+            return  # a writer creates it
+        with store_lock(tracking_uri):  # not while another process creates and migrates it
+            _check_sqlite_store(db)
+        return
+    timeout_s = STORE_CHECK_TIMEOUT_S if timeout_s is None else timeout_s
+    with _environ(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(max(1, round(timeout_s)))):
+        try:
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        except Exception as err:  # MLflow's and the HTTP/DB driver's errors alike
+            raise StoreUnavailable(
+                f"MLflow tracking store {tracking_uri} does not answer ({_short_reason(err)}; "
+                f"checked with a {timeout_s:g} s timeout, mlflow.store_check_timeout_s)"
+            ) from None
+
+
+def _short_reason(err: Exception) -> str:
+    text = str(err)
+    for needle, reason in (("refused", "connection refused"), ("timed out", "timed out"),
+                           ("Name or service not known", "unknown host"), ("ReadTimeout", "timed out")):
+        if needle in text:
+            return reason
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first[:200]
+
+
+def _check_sqlite_store(db: Path) -> None:
+    if not db.is_file():
+        raise StoreUnavailable(f"MLflow store {db}: not a file")
+    if db.stat().st_size == 0:
+        raise StoreUnavailable(f"MLflow store {db}: empty file (0 bytes), not an MLflow database; "
+                               "restore it from a backup or point tracking_uri elsewhere")
+    with open(db, "rb") as handle:
+        if handle.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise StoreUnavailable(f"MLflow store {db}: not a SQLite database (its header is wrong)")
+    try:
+        connection = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as err:
+        raise StoreUnavailable(f"MLflow store {db}: damaged SQLite database ({err})") from None
+    if verdict != "ok":
+        raise StoreUnavailable(f"MLflow store {db}: damaged SQLite database (quick_check: {verdict})")
+    if not {"experiments", "runs"} <= tables:
+        raise StoreUnavailable(f"MLflow store {db}: a SQLite database without MLflow's tables")
+
+
+# --- Sweep parent runs whose launcher is gone (issue 24) ------------------------------------
+
+
+def running_sweep_runs(tracking_uri: str, experiment: str) -> list[PastRun]:
+    """The experiment's sweep parent runs (tag kind=sweep) still marked RUNNING, newest first."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.{KIND_TAG} = '{SWEEP_KIND}' and attributes.status = 'RUNNING'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [PastRun(r.info.run_id, r.info.status, r.data.tags.get(STATUS_TAG, ""), None, r.info.start_time,
+                    dict(r.data.tags)) for r in found]
+
+
+def nested_run_statuses(tracking_uri: str, experiment: str, parent_run_id: str) -> list[str]:
+    """The `status` tags of the runs nested under `parent_run_id` (completed, failed, …)."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'")
+    return [r.data.tags.get(STATUS_TAG, "") for r in found]

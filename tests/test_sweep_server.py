@@ -125,13 +125,15 @@ def test_every_cell_completes_once_and_the_cut_off_cell_resumes_its_run(history:
     sweeps = sweep_runs(runs)
     assert len(sweeps) == 3  # one parent per launch
     killed, resumed, skipped = sweeps.itertuples()
-    # A cell stays nested under the sweep that started its run: the killed one for the runs
-    # that were resumed or done, the second for a cell started again.
+    # A cell is nested under the sweep that completed it (issue 24): the killed one for the
+    # runs it finished, the second for a cell it resumed or started again.
     for name in CELLS:
         run = completed[completed["run_name"] == name].iloc[0]
-        started_by = killed if name in history.cut_off + history.done else resumed
-        assert run["tags.mlflow.parentRunId"] == started_by.run_id
-    assert killed.mlflow_status == "RUNNING"  # its launcher died before closing it
+        completed_by = killed if name in history.done else resumed
+        assert run["tags.mlflow.parentRunId"] == completed_by.run_id
+    # Its launcher died before closing it; the next sweep ended it, with a count (issue 24).
+    assert killed.mlflow_status == "FAILED"
+    assert sweeps.iloc[0]["tags.error"].startswith("launcher cut off: ")
     assert [resumed.mlflow_status, skipped.mlflow_status] == ["FINISHED", "FINISHED"]
     assert "2/2 cells ok" in history.resumed.stdout
 

@@ -5,7 +5,12 @@ utils/dataloaders.py): the header must parse (PIL), `verify()` must pass, the fo
 one the loaders decode, both sides must be at least 10 pixels, and a JPEG must end with the
 end-of-image marker (FF D9) — PIL opens a truncated JPEG without complaint and fails only when
 the pixels are decoded, so a JPEG without the marker is decoded once and left out when that
-fails. A zero-byte file is named as such. What is fine and says nothing: a PNG named .jpg (the
+fails (bytes after the marker, as phones and web tools write, decode fine and are kept). A
+zero-byte file is named as such. Whether a file is a JPEG is read from its first bytes, never
+its suffix, and `truncation_problem` is the one decision that the loader
+(`transforms.decode`) shares with this check; a BMP, WEBP or TIFF is decoded once by OpenCV
+(the loader's decoder), which refuses some TIFFs PIL opens (32-bit or float samples): what
+the index accepts, the loader reads. What is fine and says nothing: a PNG named .jpg (the
 format is read from the content), greyscale / RGBA / CMYK / palette images (the loaders
 convert to RGB). The size is the EXIF-oriented one (YOLOv5's `exif_size`; OpenCV's `imread`
 applies the orientation, so pixels and normalised boxes agree).
@@ -18,6 +23,7 @@ mtime are unchanged (a stat per image on a warm start).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -25,17 +31,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
 # Bump when the checks change: older cache entries are then ignored.
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 MIN_SIDE = 10  # YOLOv5 refuses images under 10 pixels a side
 # PIL format names of the files the loaders decode (YOLOv5's IMG_FORMATS that OpenCV reads).
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"})
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Formats whose every file PIL's checks pass OpenCV decodes too; the others are decoded once
+# by OpenCV while indexing (they are rare in detection sets: BMP, WEBP, TIFF).
+_OPENCV_CERTAIN = frozenset({"JPEG", "MPO", "PNG"})
+_JPEG_START = b"\xff\xd8\xff"  # SOI marker, then the first segment's marker
 _JPEG_END = b"\xff\xd9"
 # EXIF orientations (5..8) that turn the image by 90 degrees for display.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -101,12 +112,39 @@ def check_image(path: Path) -> ImageCheck:
                           f"{image_format} image; expected one of {', '.join(sorted(DECODABLE_FORMATS))}")
     if min(width, height) < MIN_SIDE:
         return ImageCheck(width, height, IMAGE_TOO_SMALL, f"{width}x{height} pixels, under {MIN_SIDE} a side")
-    if image_format in _JPEG_FORMATS and not _ends_with_jpeg_marker(path):
-        problem = _decode_problem(path)
-        if problem:
-            return ImageCheck(width, height, TRUNCATED_IMAGE,
-                              f"truncated JPEG (no end-of-image marker; decoding fails: {problem})")
+    if image_format not in _OPENCV_CERTAIN and cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+        # What the index accepts the loader must read: OpenCV refuses some TIFFs PIL opens.
+        return ImageCheck(width, height, UNSUPPORTED_IMAGE_FORMAT,
+                          f"{image_format} image that OpenCV cannot decode (e.g. 32-bit or float samples)")
+    problem = truncation_problem(path)
+    if problem:
+        return ImageCheck(width, height, TRUNCATED_IMAGE,
+                          f"truncated JPEG (no end-of-image marker; decoding fails: {problem})")
     return ImageCheck(width, height)
+
+
+def truncation_problem(path: Path) -> str:
+    """'' unless `path` is a JPEG (by its first bytes, never its suffix) that is cut short: one
+    that lacks its end-of-image marker and whose pixels do not decode to the end; then the
+    decoder's complaint. Bytes after a complete JPEG's end marker are fine. Decided once per
+    file version (path, size, mtime) in a process: the loader asks for every sample."""
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    return _truncation_problem(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _truncation_problem(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(len(_JPEG_START))
+        if head != _JPEG_START or size < 4:
+            return ""  # not a JPEG: its own decoder checks it
+        handle.seek(-2, os.SEEK_END)
+        if handle.read() == _JPEG_END:
+            return ""
+    return _decode_problem(Path(path))
 
 
 def check_images(paths: list[Path], cache_dir: Path | None = None) -> list[ImageCheck]:
@@ -130,12 +168,6 @@ def check_images(paths: list[Path], cache_dir: Path | None = None) -> list[Image
     if cache_file is not None and changed:
         _write_cache(cache_file, paths, stats, results)
     return results
-
-
-def _ends_with_jpeg_marker(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-2, os.SEEK_END)
-        return handle.read() == _JPEG_END
 
 
 def _decode_problem(path: Path) -> str:

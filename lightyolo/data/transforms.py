@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lightyolo.data.image_check import truncation_problem
+
 GREY = 114  # YOLOv5's padding colour
 _BORDER = (GREY, GREY, GREY)
 
@@ -49,26 +51,21 @@ class AugmentHyp:
     mixup: float = 0.0  # probability of mixing two mosaics
 
 
-_JPEG_SUFFIXES = (".jpg", ".jpeg")
-_JPEG_END = b"\xff\xd9"
-
-
 def decode(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of an image file, EXIF orientation applied (`cv2.imread`).
 
-    Raises `CorruptImageError` naming the file when it is missing, when OpenCV cannot decode
-    it, or when a JPEG lacks its end-of-image marker (truncated: OpenCV would decode the
-    missing part as grey with only a warning on stderr).
+    The format is the content's (OpenCV and `image_check` both read it from the first bytes,
+    never the suffix). Raises `CorruptImageError` naming the file when it is missing, when
+    OpenCV cannot decode it, or when it is a truncated JPEG by `image_check.truncation_problem`,
+    the decision the index check made (OpenCV would decode the missing part as grey with only
+    a warning on stderr; bytes after a complete JPEG's end marker are fine).
     """
     path = Path(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise CorruptImageError(path, "file is missing" if not path.exists() else "OpenCV cannot decode it")
-    if path.suffix.lower() in _JPEG_SUFFIXES:
-        with open(path, "rb") as file:
-            file.seek(-2, 2)
-            if file.read(2) != _JPEG_END:
-                raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)")
+    if truncation_problem(path):
+        raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -105,7 +105,7 @@ class UsageError(ReportError):
 def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The runs of `experiment` as `runs_table` rows; raises ReportError when unreadable."""
     try:
-        tracking.require_store(tracking_uri)
+        _require_store(tracking_uri)
         raw = tracking.runs_frame(tracking_uri, experiment)
     except ValueError as err:
         raise ReportError(str(err)) from err
@@ -116,9 +116,10 @@ def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
 
 def newest_experiment(tracking_uri: str) -> str:
     """The most recently created experiment of the store; ReportError when there is none."""
-    db = tracking.sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise ReportError(f"no MLflow store at {db} (run a sweep there or pass tracking_uri=...)")
+    try:
+        _require_store(tracking_uri)  # missing, empty or damaged: one line, never created
+    except ValueError as err:
+        raise ReportError(str(err)) from err
     try:
         names = tracking.experiment_names(tracking_uri)
     except Exception as err:  # as in read_runs
@@ -126,6 +127,16 @@ def newest_experiment(tracking_uri: str) -> str:
     if not names:
         raise ReportError(f"no MLflow experiments at {tracking_uri}")
     return names[0]
+
+
+def _require_store(tracking_uri: str) -> None:
+    """`tracking.require_store`; a server that does not answer reads as `_unreadable`."""
+    try:
+        tracking.require_store(tracking_uri)
+    except tracking.StoreUnavailable as err:
+        if tracking.sqlite_path(tracking_uri) is not None:
+            raise
+        raise _unreadable(tracking_uri, err) from err
 
 
 def _unreadable(tracking_uri: str, err: Exception) -> ReportError:

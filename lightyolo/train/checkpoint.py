@@ -46,12 +46,24 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, quota, permissions): one line naming it.
+    The previous checkpoint is intact and no temporary file is left behind."""
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write atomically: a run killed mid-write never leaves a truncated last.pt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically: a run killed mid-write never leaves a truncated last.pt, and a failed
+    write (ENOSPC …) removes its temporary file and raises CheckpointWriteError."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:  # a Python file: a failed write raises OSError with its errno
+            torch.save(state, handle)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports some write failures as RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason}") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

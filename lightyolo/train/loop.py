@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lightyolo.train.checkpoint import BEST, LAST, capture_rng_state, restore_rng_state, save_checkpoint
 from lightyolo.train.ema import ModelEMA
 from lightyolo.train.losses import DetectionLoss, build_loss
+from lightyolo.train.interrupt import GracefulStop
 from lightyolo.train.optim import build_optimizer, lr_lambda, warmup_iterations, warmup_step
 from lightyolo.train.precision import autocast_dtype, cpu_has_native_bf16
 from lightyolo.train.settings import TrainSettings
@@ -113,8 +114,20 @@ def train(
     state = setup_training(model, settings, device, resume)
     warmup_iters = warmup_iterations(len(loader), settings.warmup_epochs, settings.warmup_min_iters)
     result = TrainResult(0, 0.0, 0, state.best_fitness)
+    with GracefulStop() as stop:  # SIGINT / SIGTERM: TrainingInterrupted at the next step
+        _train_epochs(state, loader, settings, device, seed, warmup_iters, checkpoint_dir, evaluate,
+                      on_epoch_end, extra_state, result, stop)
+    result.ema = state.ema.ema
+    return result
+
+
+def _train_epochs(
+    state: TrainState, loader: DataLoader, settings: TrainSettings, device: torch.device, seed: int,
+    warmup_iters: int, checkpoint_dir: Path, evaluate: Evaluate, on_epoch_end: Callable[[EpochReport], None],
+    extra_state: dict[str, Any] | None, result: TrainResult, stop: GracefulStop,
+) -> None:
     for epoch in range(state.start_epoch, settings.epochs):
-        report = train_one_epoch(state, loader, epoch, settings, device, seed, warmup_iters)
+        report = train_one_epoch(state, loader, epoch, settings, device, seed, warmup_iters, stop.check)
         result.epochs_run += 1
         result.seconds += report.seconds
         result.images += report.images
@@ -126,8 +139,8 @@ def train(
         on_epoch_end(report)
         save_last(state, epoch, result.best_fitness, checkpoint_dir / LAST, extra_state)
         _log_epoch(report, settings.epochs)
-    result.ema = state.ema.ema
-    return result
+        if epoch + 1 < settings.epochs:
+            stop.check(epoch + 1)
 
 
 def setup_training(
@@ -182,8 +195,10 @@ def train_one_epoch(
     device: torch.device,
     seed: int,
     warmup_iters: int,
+    before_step: Callable[[int], None] | None = None,
 ) -> EpochReport:
-    """One pass over `loader`: warmup, forward/backward, accumulated steps, EMA, lr schedule."""
+    """One pass over `loader`: warmup, forward/backward, accumulated steps, EMA, lr schedule.
+    `before_step(epoch)` runs before each batch (a signal stops training there)."""
     state.model.train()
     if loader.generator is not None:  # the epoch, not history, decides the order
         loader.generator.manual_seed(seed * 100_003 + epoch)
@@ -196,6 +211,8 @@ def train_one_epoch(
     )
     state.optimizer.zero_grad(set_to_none=True)
     for i, (imgs, targets, _) in enumerate(bar):
+        if before_step is not None:
+            before_step(epoch)
         step = i + batches * epoch
         if step <= warmup_iters:
             warmup_step(

@@ -1,6 +1,6 @@
 """The identity of a grid cell: what a result depends on, as pure functions.
 
-A cell's `config_hash` covers exactly what changes its numbers (design.md, "Identity of a
+A cell's `config_hash` covers exactly what changes its numbers (docs/design.md, "Identity of a
 cell"): the resolved config minus the execution keys below, plus a fingerprint of the
 dataset's content, the digest of the weights file and the code's identity. Two runs with the
 same hash are the same experiment; a different dataset under the same name, other weights

@@ -1,4 +1,4 @@
-"""A composed config resolved once into typed settings (design.md, "Where the new parts go").
+"""A composed config resolved once into typed settings (docs/design.md, "Layout").
 
 `resolve(cfg)` is the only place that decides the run's paths and execution details: the
 launch directory, absolute `dataset.root` / `dataset.yaml` / `model.weights`, the tracking URI's default,

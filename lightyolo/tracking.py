@@ -1,4 +1,4 @@
-"""Everything that talks to MLflow (design.md, "MLflow schema"); nothing else imports mlflow.
+"""Everything that talks to MLflow (docs/mlflow.md); nothing else imports mlflow.
 
 The default store is embedded: `mlflow.db` (SQLite) in the directory a command was started
 from, always given to MLflow as an absolute URI so that no job's working directory can split

@@ -23,7 +23,7 @@ CONVENTIONS = (
     "params: trainable parameters (plus the v8 head's 16 fixed DFL weights, as ultralytics counts them), "
     "BatchNorm unfused; GFLOPs: 2 × multiply-accumulates of "
     "convolutions and linear layers with BatchNorm folded, plus Involution's aggregation "
-    "(thop; the check column is torch's FlopCounterMode), batch 1 (references.md)"
+    "(thop; the check column is torch's FlopCounterMode), batch 1 (docs/references.md)"
 )
 
 

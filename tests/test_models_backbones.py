@@ -24,7 +24,7 @@ CONF_BACKBONE = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 SCALE_S = {"width_multiple": 0.50, "depth_multiple": 0.33}
 SCALE_N = {"width_multiple": 0.25, "depth_multiple": 0.33}
 
-# (id, class, constructor kwargs, params from references.md)
+# (id, class, constructor kwargs, params from docs/references.md)
 BACKBONES = [
     ("ghost-s", GhostBackbone, SCALE_S, 2_237_208),
     ("ghost-n", GhostBackbone, SCALE_N, 569_356),
@@ -132,7 +132,7 @@ def test_gflops_at_640_within_reference_range(cls, kwargs, low, high):
     with counter, torch.no_grad():
         model(image)
     gflops = counter.get_total_flops() / 1e9
-    # references.md prints the ranges to 2 decimals; the FlopCounterMode end rounds to `low`.
+    # docs/references.md prints the ranges to 2 decimals; the FlopCounterMode end rounds to `low`.
     assert low - 0.005 <= gflops <= high
 
 

@@ -111,7 +111,7 @@ def test_sizes_match_yolov5u_and_yolov8(backbone, neck, scale, parts, total, gfl
     model = build(backbone, neck, scale)
     counts = part_parameter_counts(model)
     assert (counts["backbone"], counts["neck"], counts["head"], counts["total"]) == (*parts, total)
-    # Ours folds BatchNorm (references.md); ultralytics' thop figure counts the unfused BN at
+    # Ours folds BatchNorm (docs/references.md); ultralytics' thop figure counts the unfused BN at
     # 8 FLOPs per output element (thop 2.x: 2·numel, ×2 when affine; ×2 for FLOPs).
     folded = gflops(model, 640)
     assert folded + 8 * batchnorm_outputs(model, 640) / 1e9 == pytest.approx(gflops_640, rel=0.01)

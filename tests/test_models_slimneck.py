@@ -116,7 +116,7 @@ def test_slim_yaml_instantiates_slimneck_with_involution_at_every_gsconv() -> No
     assert [o.shape[1] for o in outputs] == [64, 128, 256]
 
 
-# Exact counts of this implementation; references.md's analytic "≈ 1.67 M, 4.1 GFLOPs" (n)
+# Exact counts of this implementation; docs/references.md's analytic "≈ 1.67 M, 4.1 GFLOPs" (n)
 # and "≈ 6.40 M, 15.1 GFLOPs" (s) for C3 backbone + slim-neck + Detect, 640, nc 80.
 @pytest.mark.parametrize(
     ("scale", "neck_params", "total_params", "gflops_640"),

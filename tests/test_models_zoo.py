@@ -1,7 +1,7 @@
 """Acceptance of the model zoo: all 30 backbone × neck × operator cells build, run, train and measure.
 
 Figures pinned: the reference sizes of YOLOv5n (c3/pan/conv, 1,872,157 params), Ghost + plain
-PAN at n (1,395,145) and C3 + slim-neck at n (1,669,693) from references.md, read back from
+PAN at n (1,395,145) and C3 + slim-neck at n (1,669,693) from docs/references.md, read back from
 `python -m lightyolo.zoo` itself.
 """
 
@@ -144,7 +144,7 @@ def test_cli_csv_has_one_row_per_cell_with_exact_reference_params(zoo_csv_n_320:
     assert sorted(names) == sorted(CELL_IDS)
     params = dict(zip(names, table["params"]))
     assert {name: params[name] for name in REFERENCE_PARAMS_N} == REFERENCE_PARAMS_N
-    # YOLOv5n at 320 (references.md), counted on the full input.
+    # YOLOv5n at 320 (docs/references.md), counted on the full input.
     assert dict(zip(names, table["gflops"]))["c3/pan/conv"] == pytest.approx(1.12, abs=0.005)
 
 

@@ -106,7 +106,7 @@ def test_the_console_script_lists_the_zoo(venv: Path, outside: Path) -> None:
     zoo = pd.read_csv(io.StringIO(proc.stdout))
     assert len(zoo) == 5 * 3 * 2
     baseline = zoo[(zoo.backbone == "c3") & (zoo.neck == "pan") & (zoo.operator == "conv")].iloc[0]
-    assert baseline["params"] == 1_872_157  # YOLOv5n (references.md)
+    assert baseline["params"] == 1_872_157  # YOLOv5n (docs/references.md)
 
 
 def test_the_console_script_refuses_an_unknown_command_in_one_line(venv: Path, outside: Path) -> None:

@@ -1,8 +1,8 @@
-"""GFLOPs by references.md's convention, counted with thop and cross-checked with FlopCounterMode.
+"""GFLOPs by docs/references.md's convention, counted with thop and cross-checked with FlopCounterMode.
 
 Convention: GFLOPs = 2 × multiply-accumulates of the convolutions and linear layers with
 BatchNorm folded into the preceding convolution, at the given input size. This reproduces
-references.md's 4.47 (YOLOv5n) and 16.43 (YOLOv5s) at 640. YOLOv5's own printout (4.5 / 16.5)
+docs/references.md's 4.47 (YOLOv5n) and 16.43 (YOLOv5s) at 640. YOLOv5's own printout (4.5 / 16.5)
 comes from thop on a stride-sized input scaled by area, which is exact only for conv-only
 models; here thop runs on the full input so operators with data-dependent work count right.
 

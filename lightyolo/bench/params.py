@@ -1,4 +1,4 @@
-"""Parameter counts, by references.md's convention: trainable parameters, BatchNorm unfused.
+"""Parameter counts, by docs/references.md's convention: trainable parameters, BatchNorm unfused.
 
 YOLOv5n has 1,872,157 and YOLOv5s 7,235,389 by this count (ultralytics/yolov5 v7.0). Weights
 frozen by a module's design rather than by the user (a module with `frozen_by_design = True`:
@@ -23,7 +23,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def part_parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Trainable parameters of a detector's backbone, neck and head, and their total (references.md's split)."""
+    """Trainable parameters of a detector's backbone, neck and head, and their total (docs/references.md's split)."""
     counts = {part: count_parameters(getattr(model, part)) for part in ("backbone", "neck", "head")}
     counts["total"] = sum(counts.values())
     return counts

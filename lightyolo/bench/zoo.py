@@ -4,7 +4,7 @@ The grid is discovered, never listed: each yaml in `conf/backbone/`, `conf/neck/
 `conf/operator/` and `conf/head/` (and the same folders of every LIGHTYOLO_CONFIG_PATH
 directory) is one option, so a new variant's yaml shows up in the table with no edit. Every
 head combines with every backbone, neck and operator (the contracts check each build).
-Each row gives the cell's size by references.md's conventions: params = trainable parameters
+Each row gives the cell's size by docs/references.md's conventions: params = trainable parameters
 (BatchNorm unfused), split into backbone / neck / Detect head; GFLOPs = 2 × MACs with
 BatchNorm folded at the real input size (thop, plus Involution's aggregation), cross-checked
 with FlopCounterMode. The baseline c3/pan/conv reproduces YOLOv5n (1,872,157 params,

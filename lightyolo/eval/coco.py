@@ -5,7 +5,7 @@ The only module that imports pycocotools. It reproduces the COCO detection proto
 that YOLOv5's val.py reports as mAP@0.5:0.95 and mAP@0.5 — e.g. yolov5n on coco128 at 640:
 0.370 / 0.576 against the official json (shared/data/coco128/README.md).
 
-pycocotools' traps handled here (docs/pitfalls.md): `loadRes([])` crashes, annotation id 0
+pycocotools' traps handled here (the pycocotools traps, handled below): `loadRes([])` crashes, annotation id 0
 reads as unmatched, missing `area`/`iscrowd` break evaluation, unknown category ids and image
 ids are silently dropped or assert, and everything prints to stdout.
 """

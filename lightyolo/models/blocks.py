@@ -33,7 +33,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         hidden = int(out_channels * expansion)
         self.cv1 = Conv(in_channels, hidden, 1, 1)
-        # The 3×3 is an operator site only when it keeps the channel count (design.md).
+        # The 3×3 is an operator site only when it keeps the channel count (docs/design.md).
         self.cv2 = (
             operator(hidden, 3, depthwise=False)
             if hidden == out_channels

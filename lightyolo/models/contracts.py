@@ -1,4 +1,4 @@
-"""The contract a backbone, a neck and an operator keep (design.md, "Models"), checked when
+"""The contract a backbone, a neck and an operator keep (docs/design.md, "Models"), checked when
 the detector is built, so that a variant that breaks it — a built-in or a user's module named
 by a plugin yaml's `_target_` — fails with one line naming its class and what it lacks.
 

@@ -4,7 +4,7 @@ Every grid cell is built here: `build_detector` instantiates the operator, backb
 head configs (`conf/operator`, `conf/backbone`, `conf/neck`, `conf/head`, each a `_target_`)
 at one of YOLOv5's scales; without a head config it puts YOLOv5's Detect on the neck (the
 default `head=v5`). With c3/pan/conv/v5 it is YOLOv5 v7.0 (ultralytics/yolov5): 1,872,157
-params at n and 7,235,389 at s for nc 80 (references.md); c3/pan/conv/v8 is ultralytics'
+params at n and 7,235,389 at s for nc 80 (docs/references.md); c3/pan/conv/v8 is ultralytics'
 yolov5nu (2,654,816 at n) and c2f/c2f_pan/conv/v8 is YOLOv8n (3,157,200).
 """
 

@@ -1,6 +1,6 @@
 """`python -m lightyolo.report [key=value ...]`: the ablation report of one MLflow experiment.
 
-Reads the runs back from the tracking store alone (design.md: the report never retrains),
+Reads the runs back from the tracking store alone (docs/design.md: the report never retrains),
 writes `<out>/<experiment>/ablation.md`, `ablation.csv` (one row per variant), `runs.csv`
 (one row per run) and the tradeoff PNGs, and logs them as artifacts of a report run (tag
 kind=report) in the same experiment. When every reported run comes from one sweep, the report

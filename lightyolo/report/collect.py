@@ -1,6 +1,6 @@
 """MLflow runs → one tidy row per run, with the grid coordinates the report groups by.
 
-Reads what design.md's "MLflow schema" promises (tags `backbone`/`neck`/`operator`/`head`/
+Reads what docs/mlflow.md promises (tags `backbone`/`neck`/`operator`/`head`/
 `dataset`/`seed`/`status`/`error`; a run from before the head group has YOLOv5's head, `v5`, params `model.scale` and `train.img_size`, the final
 metrics) out of `tracking.runs_frame`, drops the runs that are no cell — the report's own
 (tag `kind=report`) and the sweeps' parent runs (`kind=sweep`) — and settles each run's status: the `status` tag when it is final, else MLflow's own FAILED /
@@ -31,7 +31,7 @@ FACTOR_KEYS: tuple[str, ...] = ("backbone", "neck", "operator", "head")
 HEAD_RECIPE_PREFIX = "train.loss."
 CONTEXT_KEYS: tuple[str, ...] = ("scale", "img_size", "dataset")
 
-# Final metrics (design.md); the report aggregates every one that a run logged.
+# Final metrics (docs/design.md); the report aggregates every one that a run logged.
 FINAL_METRICS: tuple[str, ...] = (
     "map50",
     "map50_95",

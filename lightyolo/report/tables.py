@@ -33,7 +33,7 @@ from lightyolo.report.factors import (
 FLOPS_CONVENTION = (
     "2 × multiply-accumulates of the convolutions and linear layers with BatchNorm folded "
     "(thop), plus Involution's aggregation (K²·C·H·W multiply-adds), at the run's image size "
-    "(references.md); GFLOPs@640 is the same count at 640×640 (`gflops_640`), the size papers "
+    "(docs/references.md); GFLOPs@640 is the same count at 640×640 (`gflops_640`), the size papers "
     "quote, where the runs logged it"
 )
 QUICK_LATENCY = (

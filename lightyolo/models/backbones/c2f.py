@@ -2,7 +2,7 @@
 
 Reference implementation: ultralytics 8.x `cfg/models/v8/yolov8.yaml` (backbone section) with
 `nn/modules/block.py`'s C2f and SPPF. YOLOv5's layout (`backbones/c3.py`) with a 3×3 stem and
-C2f in place of C3. Reproduces (shared/weights README, "Anchor-free head references"):
+C2f in place of C3. Reproduces (docs/heads.md):
 1,272,656 params at scale n and 5,079,712 at scale s. At scale m YOLOv8 caps the widest
 layers at 768 channels before the width multiple; this backbone does not (1024 × 0.75).
 """

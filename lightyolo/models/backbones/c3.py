@@ -2,7 +2,7 @@
 
 Reference implementation: ultralytics/yolov5 v7.0, `models/yolov5{n,s,m}.yaml` (backbone
 section) with `models/common.py`'s Conv, C3 and SPPF. The CSP design follows CSPNet
-(arXiv 1911.11929). Reproduces (references.md, "YOLOv5"): 1,046,368 params at scale n and
+(arXiv 1911.11929). Reproduces (docs/references.md, "YOLOv5"): 1,046,368 params at scale n and
 4,171,456 at scale s (unfused), taps with 64/128/256 channels at n.
 """
 

@@ -5,7 +5,7 @@ implementation: ultralytics/yolov5 `models/hub/yolov5s-ghost.yaml` with GhostCon
 GhostBottleneck and C3Ghost. Layout and taps are the C3 backbone's, with every Conv after the
 6×6 stem replaced by GhostConv (same kernel and stride) and every C3 by C3Ghost; SPPF is kept.
 
-Reproduces (references.md, "YOLOv5" and "Ghost"): 2,237,208 params at scale s (width 0.50,
+Reproduces (docs/references.md, "YOLOv5" and "Ghost"): 2,237,208 params at scale s (width 0.50,
 depth 0.33) and 569,356 at scale n (width 0.25, depth 0.33); with the plain PAN neck and
 Detect head, 5,301,141 (s) and 1,395,145 (n). Counts assume the default ConvOperator.
 """

@@ -4,7 +4,7 @@ Paper: Howard et al., "Searching for MobileNetV3" (arXiv 1905.02244), Tables 1 (
 (Small). Block layout matches torchvision's `mobilenet_v3_*().features`, which counts the
 stem as block 0; the last 1×1 conv and the classifier are not built.
 
-Reproduces (references.md, "MobileNetV3"): 2,816,432 params (Large, `features[:16]`) and
+Reproduces (docs/references.md, "MobileNetV3"): 2,816,432 params (Large, `features[:16]`) and
 870,560 (Small, `features[:12]`) with the default ConvOperator; about 3.5 / 0.9 GFLOPs at
 640×640. BatchNorm uses YOLOv5's eps/momentum (layers.Conv), which leaves the counts unchanged.
 

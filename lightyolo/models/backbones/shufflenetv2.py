@@ -4,7 +4,7 @@ Paper: Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN Archite
 (arXiv 1807.11164), Table 5 and Figure 3(c)/(d). Layer layout matches torchvision's
 `shufflenet_v2_x*` (`conv1` + `stage2..4`).
 
-Reproduces (references.md, "ShuffleNetV2"): 776,420 params at 1.0× and 143,136 at 0.5×
+Reproduces (docs/references.md, "ShuffleNetV2"): 776,420 params at 1.0× and 143,136 at 0.5×
 (default ConvOperator); about 2.0 / 0.5 GFLOPs at 640×640.
 
 Scale: YOLOv5's width multiple only picks the paper's width when `width` is not given

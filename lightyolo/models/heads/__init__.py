@@ -1,4 +1,4 @@
-"""Detection heads, one module per `conf/head/*.yaml` (design.md, "Models").
+"""Detection heads, one module per `conf/head/*.yaml` (docs/design.md, "Models").
 
 The head contract (checked by `build_detector`): a head is an nn.Module built as
 `cls(nc=, in_channels=<the neck's out_channels>, strides=<the neck's strides>, **yaml keys)`;

@@ -2,7 +2,7 @@
 
 Reference implementation: ultralytics/yolov5 v7.0 `models/yolo.py` (Detect and
 `_initialize_biases`); anchor boxes as in YOLOv3 (arXiv 1804.02767) with YOLOv5's
-(2σ)² width/height decode. Reproduces (references.md): 115,005 params at scale n and 229,245 at
+(2σ)² width/height decode. Reproduces (docs/references.md): 115,005 params at scale n and 229,245 at
 scale s (nc 80), and YOLOv5n's decoded output on the reference input (tests).
 """
 

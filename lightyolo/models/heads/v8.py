@@ -5,8 +5,8 @@ layout: both branches Conv 3×3 → Conv 3×3 → Conv2d 1×1) and `nn/modules/b
 Generalized Focal Loss's distribution regression (Li et al., arXiv 2006.04388). Each level
 has a box branch giving 4 sides × `reg_max` bins (the distances from the cell centre to the
 box's left, top, right and bottom edges, in stride units, as a distribution over 0..reg_max-1)
-and a class branch giving nc logits; there is no objectness. Reproduces (shared/weights
-README, "Anchor-free head references"): 897,664 params on YOLOv5n's neck (nc 80, the DFL's
+and a class branch giving nc logits; there is no objectness. Reproduces (docs/heads.md):
+897,664 params on YOLOv5n's neck (nc 80, the DFL's
 16 fixed weights included) and ultralytics' training and decoded outputs (tests).
 """
 

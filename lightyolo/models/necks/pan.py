@@ -2,7 +2,7 @@
 
 Path aggregation after PANet (arXiv 1803.01534); reference implementation ultralytics/yolov5
 v7.0, `models/yolov5{n,s,m}.yaml` (head section, without Detect). Reproduces
-(references.md, "YOLOv5"): 710,784 params at scale n and 2,834,688 at scale s on the C3
+(docs/references.md, "YOLOv5"): 710,784 params at scale n and 2,834,688 at scale s on the C3
 backbone's taps; outputs 256/512/1024 × width multiple channels at strides 8/16/32.
 """
 

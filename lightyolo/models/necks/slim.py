@@ -1,12 +1,12 @@
 """Slim-neck: YOLOv5's PAN with GSConv and VoV-GSCSP blocks (Li et al., arXiv 2206.02424).
 
 Reference implementation AlanLi1997/slim-neck-by-gsconv (`GSConv`, `GSBottleneck`,
-`VoVGSCSP`, `slimneck2yolov5.yaml`). The topology is `PANNeck`'s (references.md, "YOLOv5");
+`VoVGSCSP`, `slimneck2yolov5.yaml`). The topology is `PANNeck`'s (docs/references.md, "YOLOv5");
 every neck Conv becomes a GSConv (1×1 laterals, 3×3 stride-2 downsamplers) and every neck
 C3 a VoVGSCSP with 3 × depth-multiple GSBottlenecks. The official VoVGSCSP also builds a 3×3
 conv `res` that its forward never uses; it is not built here.
 
-Reproduces references.md ("Slim-neck", 640, nc 80): C3 backbone + slim-neck + Detect has
+Reproduces docs/references.md ("Slim-neck", 640, nc 80): C3 backbone + slim-neck + Detect has
 6,400,381 params / 15.08 GFLOPs at s and 1,669,693 params / 4.14 GFLOPs at n
 (neck alone 1,999,680 and 508,320).
 

@@ -1,4 +1,4 @@
-"""The spatial operator seam (design.md, "Models"); one module per `conf/operator/*.yaml`.
+"""The spatial operator seam (docs/design.md, "Models"); one module per `conf/operator/*.yaml`.
 
 Wherever a block applies a k×k stride-1 spatial op whose input and output channel counts
 are equal (a YOLOv5 bottleneck's 3×3, the depthwise convs of Ghost / ShuffleNetV2 /

@@ -2,7 +2,7 @@
 
 Instead of one k×k kernel shared by every pixel, involution generates a K×K kernel *per
 pixel* from the input and shares it across a group of channels. This module reproduces the
-operator of references.md ("Involution"):
+operator of docs/references.md ("Involution"):
 
 - kernel generator: 1×1 Conv C → C/r with BN + ReLU, then a 1×1 nn.Conv2d (with bias) to
   K²·G, where G = C / group_channels; at stride s > 1 the generator reads AvgPool(s) of x;

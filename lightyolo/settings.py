@@ -153,9 +153,7 @@ def thread_choice(configured: Any, cpus: UsableCpus, share: tuple[str, int, int]
     """`train.threads` as (count, why): an integer as given; `auto` (or null) the CPUs this
     process may use (affinity mask and cgroup quota, not the host's cores), split among a
     joblib sweep's parallel jobs."""
-    if configured not in (None, "auto"):
-        if isinstance(configured, bool) or not isinstance(configured, int) or configured < 1:
-            raise ValueError(f"train.threads: {configured!r}, expected an integer >= 1 or auto")
+    if configured not in (None, "auto"):  # an integer >= 1 (validate_config checked it)
         return configured, "train.threads"
     if share is not None:
         _, threads, jobs = share
@@ -263,7 +261,7 @@ VALUE_CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.nominal_batch_size", *_int_at_least(1)),
     ("train.img_size", (lambda v: _is_int(v) and v >= 32 and v % 32 == 0),
      "a positive multiple of 32 (the largest stride)"),
-    ("train.threads", (lambda v: v is None or (_is_int(v) and v >= 1)), "null or an integer >= 1"),
+    ("train.threads", (lambda v: v in (None, "auto") or (_is_int(v) and v >= 1)), "auto or an integer >= 1"),
     ("train.lr0", *_POSITIVE),
     ("train.lrf", *_POSITIVE),
     ("train.schedule", (lambda v: v in ("linear", "cosine")), "linear or cosine"),

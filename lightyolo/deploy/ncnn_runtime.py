@@ -10,12 +10,8 @@ quantizes with its `ncnn2table`/`ncnn2int8` tools, which the ncnn and pnnx wheel
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import ncnn
@@ -26,33 +22,16 @@ from lightyolo.deploy.runtime import Exported, Session, Unsupported, check_preci
 REDUCED_PRECISION = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage")
 
 
-@contextmanager
-def default_child_signal() -> Iterator[None]:
-    """SIGCHLD handled by default while the converter runs. Once a DataLoader has used worker
-    processes, torch keeps its worker watchdog as this process's SIGCHLD handler; pnnx's exit
-    then ran it beside ncnn and OpenVINO and the process died with a segmentation fault (seen
-    when an evaluation preceded the conversion). pnnx is no loader worker."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may
-        yield
-        return
-    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
-
-
 def convert_with_pnnx(onnx_path: Path, shape: tuple[int, int]) -> tuple[Path, Path]:
     """`model.ncnn.param` and `.bin` beside `onnx_path`; Unsupported naming pnnx's complaint."""
     # the venv's own bin first: a venv's python may run without the venv on PATH
     executable = shutil.which("pnnx", path=str(Path(sys.executable).parent)) or shutil.which("pnnx")
     if executable is None:
         raise Unsupported("ncnn: the pnnx converter is not installed (pip install pnnx)")
-    with default_child_signal():
-        done = subprocess.run(
-            [executable, onnx_path.name, f"inputshape=[1,3,{shape[0]},{shape[1]}]"],
-            cwd=onnx_path.parent, capture_output=True, text=True, timeout=600,
-        )
+    done = subprocess.run(
+        [executable, onnx_path.name, f"inputshape=[1,3,{shape[0]},{shape[1]}]"],
+        cwd=onnx_path.parent, capture_output=True, text=True, timeout=600,
+    )
     param, weights = onnx_path.with_suffix(".ncnn.param"), onnx_path.with_suffix(".ncnn.bin")
     if done.returncode != 0 or not param.is_file() or not weights.is_file():
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]

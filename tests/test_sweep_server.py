@@ -123,8 +123,8 @@ def test_every_cell_completes_once_and_the_cut_off_cell_resumes_its_run(history:
         assert sorted(set(steps)) == list(range(1, EPOCHS + 1))
 
     sweeps = sweep_runs(runs)
-    assert len(sweeps) == 3  # one parent per launch
-    killed, resumed, skipped = sweeps.itertuples()
+    assert len(sweeps) == 2  # one parent per launch that trained; the skip-only one left none (issue 25)
+    killed, resumed = sweeps.itertuples()
     # A cell is nested under the sweep that completed it (issue 24): the killed one for the
     # runs it finished, the second for a cell it resumed or started again.
     for name in CELLS:
@@ -134,25 +134,22 @@ def test_every_cell_completes_once_and_the_cut_off_cell_resumes_its_run(history:
     # Its launcher died before closing it; the next sweep ended it, with a count (issue 24).
     assert killed.mlflow_status == "FAILED"
     assert sweeps.iloc[0]["tags.error"].startswith("launcher cut off: ")
-    assert [resumed.mlflow_status, skipped.mlflow_status] == ["FINISHED", "FINISHED"]
+    assert resumed.mlflow_status == "FINISHED"
     assert "2/2 cells ok" in history.resumed.stdout
 
 
-def test_a_launch_after_completion_skips_both_cells_and_logs_its_summary(history: History) -> None:
+def test_a_launch_after_completion_skips_both_cells_and_leaves_no_empty_sweep_run(history: History) -> None:
     statuses = [r.status for r in read_results(history.root / "skipped")]
     assert statuses == ["skipped", "skipped"], history.skipped.stdout[-2000:]
     assert len(cell_runs(history.runs())) == history.cell_runs_before_skip  # none started
-    skipped = sweep_runs(history.runs()).iloc[-1]
-    assert skipped["params.sweep_dir"] == str(history.root / "skipped")
-    assert '"neck": "pan,slim"' in skipped["params.grid"]
-    client = MlflowClient(history.uri)
-    summary = Path(client.download_artifacts(skipped["run_id"], "summary.txt", str(history.root)))
-    text = summary.read_text()
-    assert "2/2 cells ok" in text and all(name in text for name in CELLS)
+    # Nothing trained: its parent run is deleted, not left empty beside the real sweeps (issue 25)
+    assert str(history.root / "skipped") not in set(sweep_runs(history.runs())["params.sweep_dir"])
+    assert "2/2 cells ok" in history.skipped.stdout and all(name in history.skipped.stdout for name in CELLS)
+    assert "nothing to train: every cell had completed" in history.skipped.stdout
     assert f"{history.uri}/#/experiments/" in history.skipped.stdout  # the UI link
 
 
-def test_the_report_reads_the_server_back_and_hangs_under_the_newest_sweep(
+def test_the_report_reads_the_server_back_and_names_what_it_reports_on(
     history: History, tmp_path: Path
 ) -> None:
     proc = subprocess.run(
@@ -164,13 +161,22 @@ def test_the_report_reads_the_server_back_and_hangs_under_the_newest_sweep(
     variants = pd.read_csv(tmp_path / "reports" / EXPERIMENT / "ablation.csv")
     assert sorted(variants["neck"]) == ["pan", "slim"]  # the cells, not the sweeps
 
+    # One report run, named after what it reports on: under the sweep when every cell run came
+    # from one sweep, else at the top, named after the experiment (issue 25).
     runs = history.runs()
-    newest_sweep = sweep_runs(runs).iloc[-1]["run_id"]
     reports = runs[runs["tags.kind"] == "report"]
-    assert len(reports) == 1 and reports.iloc[0]["tags.mlflow.parentRunId"] == newest_sweep
+    assert len(reports) == 1
+    report = reports.iloc[0]
+    cell_sweeps = set(cell_runs(runs)["tags.sweep_id"].dropna())
     client = MlflowClient(history.uri)
-    on_sweep = {a.path for a in client.list_artifacts(newest_sweep, "report")}
-    assert "report/ablation.md" in on_sweep and "report/ablation.csv" in on_sweep
+    on_report = {a.path for a in client.list_artifacts(report["run_id"], "report")}
+    assert "report/ablation.md" in on_report and "report/ablation.csv" in on_report
+    if len(cell_sweeps) == 1:  # its files land on that sweep's run too
+        (sweep,) = sweep_runs(runs)[sweep_runs(runs)["tags.sweep_id"] == cell_sweeps.pop()].itertuples()
+        assert (report["tags.mlflow.parentRunId"], report["run_name"]) == (sweep.run_id, f"report-{sweep.run_name}")
+        assert "report/ablation.md" in {a.path for a in client.list_artifacts(sweep.run_id, "report")}
+    else:
+        assert pd.isna(report.get("tags.mlflow.parentRunId")) and report["run_name"] == f"report-{EXPERIMENT}"
 
 
 def test_a_report_on_a_server_that_does_not_answer_says_so_in_one_line(tmp_path: Path) -> None:

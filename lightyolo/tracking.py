@@ -511,11 +511,17 @@ def runs_named(tracking_uri: str, experiment: str, run_name: str, kind: str) -> 
 def _runs_of_kind(tracking_uri: str, experiment: str, kind: str) -> list[Any]:
     """Live runs with tag `kind` (one of this module's constants: no quoting needed), newest
     first; names and paths are compared here, not inside MLflow's filter language."""
+    return search_runs(tracking_uri, experiment, f"tags.{KIND_TAG} = '{kind}'")
+
+
+def search_runs(tracking_uri: str, experiment: str, filter_string: str) -> list[Any]:
+    """Live runs of `experiment` matching an MLflow filter, newest first ([] without the
+    experiment); the one place the queries below open the experiment and search it."""
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    return list(client.search_runs([exp.experiment_id], filter_string=f"tags.{KIND_TAG} = '{kind}'",
+    return list(client.search_runs([exp.experiment_id], filter_string=filter_string,
                                    order_by=["attributes.start_time DESC"], max_results=1000))
 
 
@@ -625,15 +631,7 @@ def runs_with_hash(
 ) -> list[PastRun]:
     """Runs of `experiment` whose tag `tag` (`config_hash`, or `recipe_hash` when completed
     cells are kept across code versions) equals `value`, newest first ([] if none)."""
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    found = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.{tag} = '{value}'",
-        order_by=["attributes.start_time DESC"],
-    )
+    found = search_runs(tracking_uri, experiment, f"tags.{tag} = '{value}'")
     return [
         PastRun(
             run.info.run_id,
@@ -888,24 +886,12 @@ def _check_sqlite_store(db: Path) -> None:
 
 def running_sweep_runs(tracking_uri: str, experiment: str) -> list[PastRun]:
     """The experiment's sweep parent runs (tag kind=sweep) still marked RUNNING, newest first."""
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    found = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.{KIND_TAG} = '{SWEEP_KIND}' and attributes.status = 'RUNNING'",
-        order_by=["attributes.start_time DESC"],
-    )
+    found = search_runs(tracking_uri, experiment, f"tags.{KIND_TAG} = '{SWEEP_KIND}' and attributes.status = 'RUNNING'")
     return [PastRun(r.info.run_id, r.info.status, r.data.tags.get(STATUS_TAG, ""), None, r.info.start_time,
                     dict(r.data.tags)) for r in found]
 
 
 def nested_run_statuses(tracking_uri: str, experiment: str, parent_run_id: str) -> list[str]:
     """The `status` tags of the runs nested under `parent_run_id` (completed, failed, …)."""
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'")
+    found = search_runs(tracking_uri, experiment, f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'")
     return [r.data.tags.get(STATUS_TAG, "") for r in found]

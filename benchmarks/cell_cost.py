@@ -90,9 +90,9 @@ def run_cells(cells: list[Cell], args: argparse.Namespace, work: Path) -> None:
 
 def logged_map(cell: Cell, work: Path) -> float | None:
     """The cell's logged mAP50-95 (test split when the dataset has one), or None."""
-    from lightyolo.tracking import runs_frame
+    from lightyolo.store.client import Store
 
-    runs = runs_frame(f"sqlite:///{work / cell.slug}/mlflow.db", "cell_cost")
+    runs = Store(f"sqlite:///{work / cell.slug}/mlflow.db").runs_frame("cell_cost")
     if not len(runs):
         return None
     column = f"metrics.{runs['tags.eval_split'].iloc[0]}/map50_95"  # store/schema.py's name

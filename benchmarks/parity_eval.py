@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_dir
 from lightyolo import pipeline
 from lightyolo.configs import config_dir
 from lightyolo.eval.evaluate import STAGES
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -66,7 +66,7 @@ def main() -> None:
             started = time.perf_counter()
             result = pipeline.run(cfg, output_dir=Path(tmp) / f"run-{img_size}")
             run_seconds = time.perf_counter() - started
-            row = runs_frame(tracking_uri, "parity").set_index("run_id").loc[result.run_id]
+            row = Store(tracking_uri).runs_frame("parity").set_index("run_id").loc[result.run_id]
             stages = " ".join(f"{row[f'metrics.eval_seconds/{stage}']:>9.2f}" for stage in STAGES)
             print(f"{img_size:>5} {row['metrics.val/map50_95']:>9.4f} {row['metrics.val/map50']:>7.4f} "
                   f"{row['metrics.eval_seconds']:>7.1f} {stages} {run_seconds:>7.1f}")

@@ -6,7 +6,7 @@ Every case runs `python -m lightyolo.<cli>` in subprocesses with PYTHONPATH=<tre
 checkout, e.g. `git archive <commit> | tar -x -C /tmp/before`, can be compared with this one),
 on a small synthetic set (shapes, 16 train / 8 val / 8 test images at 64 px, one thread), on
 coco128 for the image case, and on fresh SQLite stores under --work. It reads stores with this
-checkout's `lightyolo.tracking`. What it prints is what was observed, nothing is assumed.
+checkout's `lightyolo.store`. What it prints is what was observed, nothing is assumed.
 Budget: a few minutes on a loaded 2-core machine (each CLI start imports torch and MLflow).
 """
 
@@ -26,7 +26,8 @@ from pathlib import Path
 import cv2
 import torch
 
-from lightyolo import tracking
+from lightyolo.store.client import Store
+from lightyolo.store.health import StoreUnavailable
 
 DOWN_SERVER_WAIT_S = 40  # how long the down-server case waits before calling it a hang
 
@@ -107,8 +108,8 @@ def error_shape(stderr: str) -> str:
 
 def runs(db: Path, experiment: str) -> list[dict]:
     try:
-        return tracking.runs_frame(f"sqlite:///{db}", experiment).to_dict("records")
-    except (ValueError, tracking.StoreUnavailable):
+        return Store(f"sqlite:///{db}").runs_frame(experiment).to_dict("records")
+    except (ValueError, StoreUnavailable):
         return []
 
 
@@ -192,7 +193,7 @@ def case_signal(c: Cases, signum: int) -> None:
     rows = runs(db, name)
     again = [r for r in rows if r["run_id"] != cut.get("run_id")]
     resumed = "resumed the run" if not again else f"started a new run ({len(rows)} runs)"
-    steps = len(tracking.metric_history(f"sqlite:///{db}", rows[0]["run_id"], "train/box_loss")) if rows else 0
+    steps = len(Store(f"sqlite:///{db}").metric_history(rows[0]["run_id"], "train/box_loss")) if rows else 0
     c.row(f"4 {name} during epoch 2+ of 30, then a rerun",
           f"exit {code}, run {status}; rerun {resumed}, from epoch {rows[0].get('tags.resumed_from_epoch', '-')}, "
           f"{steps} epoch metrics logged")

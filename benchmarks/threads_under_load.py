@@ -42,10 +42,10 @@ def run_job(checkout: Path, overrides: list[str], env_extra: dict[str, str], wor
     command = [sys.executable, "-m", "lightyolo.run", *overrides, f"mlflow.tracking_uri=sqlite:///{store}",
                f"hydra.run.dir={workdir / 'out'}"]
     subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # Read the figure with this checkout's tracking module (the only one that talks to MLflow).
-    from lightyolo.tracking import runs_frame
+    # Read the figure with this checkout's store package (the only one that talks to MLflow).
+    from lightyolo.store.client import Store
 
-    frame = runs_frame(f"sqlite:///{store}", "lightyolo")
+    frame = Store(f"sqlite:///{store}").runs_frame("lightyolo")
     return float(frame["metrics.train_images_per_s"].iloc[0])
 
 

@@ -48,11 +48,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from lightyolo import tracking
 from lightyolo.cli import key_value_command
 from lightyolo.configs import ConfigPathError, UnregisteredTargetError, check_registered_targets
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.settings import tracking_uri
+from lightyolo.store.client import Store
+from lightyolo.store.health import require_store
 
 ONNX_ARTIFACT = "export/model.onnx"
 CONFIG_ARTIFACT = "config.yaml"
@@ -163,10 +164,11 @@ def load_checkpoint_files(
 def load_run(tracking_uri: str, run_id: str, directory: Path) -> tuple[DictConfig, Detector]:
     """(config, unfused eval detector) of an MLflow run, its artifacts downloaded into `directory`."""
     wanted = (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT)
-    missing = [a for a in wanted if not tracking.run_has_artifact(tracking_uri, run_id, a)]
+    store = Store(tracking_uri)
+    missing = [a for a in wanted if not store.has_artifact(run_id, a)]
     if missing:
         raise ExportError(f"run {run_id}: no artifact {' or '.join(missing)} (not a completed training run?)")
-    paths = {a: tracking.download_run_artifact(tracking_uri, run_id, a, directory) for a in wanted}
+    paths = {a: store.download_artifact(run_id, a, directory) for a in wanted}
     return load_checkpoint_files(paths[CONFIG_ARTIFACT], paths[WEIGHTS_ARTIFACT], f"run {run_id} {CONFIG_ARTIFACT}")
 
 
@@ -283,10 +285,10 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
         if options.run_id is not None:
             uri = tracking_uri(options.tracking_uri, cwd)
             try:
-                tracking.require_store(uri)  # a reader never creates or writes a damaged store
+                require_store(uri)  # a reader never creates or writes a damaged store
             except ValueError as err:
                 raise ExportError(str(err)) from None
-            if not tracking.run_exists(uri, options.run_id):
+            if not Store(uri).run_exists(options.run_id):
                 raise ExportError(f"no MLflow run {options.run_id!r} at {uri}")
             config, model = load_run(uri, options.run_id, Path(tmp))
             stem = options.run_id
@@ -300,7 +302,7 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
         out = out if out.is_absolute() else cwd / out
         export_onnx(model, out, img, dynamic_batch=options.dynamic_batch, opset=options.opset)
         if options.run_id is not None:
-            tracking.log_exported_model(uri, options.run_id, out, ONNX_ARTIFACT)
+            Store(uri).log_exported_model(options.run_id, out, ONNX_ARTIFACT)
     return out
 
 

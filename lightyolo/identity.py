@@ -72,7 +72,7 @@ def identity_items(config: Mapping[str, Any], *, with_seed: bool = True) -> dict
     """The flat config keys that enter the identity (execution keys dropped; the seed too
     unless `with_seed`). Accepts a nested config or an already flat {dotted: value} mapping
     (MLflow params), so the report can recompute a run's variant from its params. The group
-    choice params a run logs beside its config (`backbone=c3`, `tracking.cell_params`) are
+    choice params a run logs beside its config (`backbone=c3`, `store.runs.cell_params`) are
     no config items: the group's own keys (`backbone._target_`, ...) carry the choice. Keys at
     their IMPLICIT_DEFAULTS value are left out (the default head)."""
     flat = flat_config(config)

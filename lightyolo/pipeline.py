@@ -41,17 +41,21 @@ from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
 from lightyolo.store import schema
-from lightyolo.tracking import (
-    HEARTBEAT_TAG, INTERRUPTED, OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, PastRun, RunTracker,
-    beat_claim_record, cell_params, check_store, ensure_experiment, owner_is_alive, owner_tags,
-    parent_run_id_from_env, release_claim_record, runs_with_hash, source_tags,
+from lightyolo.store.claims import beat_claim_record, release_claim_record
+from lightyolo.store.client import Store
+from lightyolo.store.health import check_store
+from lightyolo.store.ownership import owner_is_alive, owner_tags
+from lightyolo.store.queries import PastRun, runs_with_hash
+from lightyolo.store.runs import RunTracker, cell_params, parent_run_id_from_env, source_tags
+from lightyolo.store.schema import (
+    CLAIMED_RUN_TAG, CODE_IDENTITY_TAG, COMPLETED, FAILED, GIT_SHA_TAG, HEARTBEAT_TAG, INTERRUPTED, OUTPUT_DIR_TAG,
+    OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, RESUMED, RESUMED_FROM_TAG, RUNNING, SEED_TAG, STATUS_TAG,
+    SWEEP_ID_TAG, VERSION_TAG,
 )
 from lightyolo.train.checkpoint import BEST, LAST, CheckpointWriteError, load_checkpoint
 from lightyolo.train.loop import EpochReport, TrainResult, train
 
 log = logging.getLogger(__name__)
-
-CLAIMED_RUN_TAG = "run_id"  # on a claim record: the run its holder opened
 
 Evaluator = Callable[[torch.nn.Module], tuple[dict[str, float], EvalResult]]
 
@@ -117,7 +121,7 @@ class Measured:
 def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") -> RunResult:
     """Train, evaluate, measure and log one cell; a failure ends its MLflow run as FAILED.
 
-    The store is checked first (`tracking.check_store`), then the dataset is read: the cell's
+    The store is checked first (`store.health.check_store`), then the dataset is read: the cell's
     identity (`identity.cell_identity`) includes its content, the weights file's digest and
     the code's. A cell with a completed run in the experiment is skipped (unless
     `rerun=true`); otherwise the cell is claimed (`cell_claim`, docs/reliability.md): a cell
@@ -127,23 +131,23 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
     """
     settings = resolve(cfg)
     ident = settings.run
-    check_store(ident.tracking_uri, timeout_s=ident.store_check_timeout_s)
+    store = Store(ident.tracking_uri)
+    check_store(store.uri, timeout_s=ident.store_check_timeout_s)
     spec = read_dataset_or_fail(settings, output_dir, sweep_id)
     cell = cell_identity(settings.config, spec, settings.weights)
     tag, value = cell.lookup
-    past = [] if ident.rerun else runs_with_hash(ident.tracking_uri, ident.experiment, value, tag=tag)
-    completed = next((r for r in past if r.status == "completed"), None)
+    past = [] if ident.rerun else runs_with_hash(store, ident.experiment, value, tag=tag)
+    completed = next((r for r in past if r.status == COMPLETED), None)
     if completed is not None:
         return skip_completed(settings, cell, completed)
-    claim = claim_cell(ident.tracking_uri, ensure_experiment(ident.tracking_uri, ident.experiment), value,
-                       timeout_s=ident.heartbeat_timeout_s)
+    claim = claim_cell(store, store.ensure_experiment(ident.experiment), value, timeout_s=ident.heartbeat_timeout_s)
     if isinstance(claim, HeldElsewhere):
         log.info("leaving %s alone: %s", ident.name, claim.describe())
         return RunResult(claim.tags.get(CLAIMED_RUN_TAG, ""), "running elsewhere")
     try:
         opened = open_claimed_cell(settings, cell, output_dir, sweep_id, claim.name)
     except BaseException:
-        release_claim_record(ident.tracking_uri, claim.name)
+        release_claim_record(store, claim.name)
         raise
     if isinstance(opened, RunResult):
         return opened
@@ -162,10 +166,10 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
         tracker.finish(INTERRUPTED, error=f"{type(exc).__name__}: {exc}")
         raise
     except BaseException as exc:
-        tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        tracker.finish(FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
-    tracker.finish("completed")
-    return RunResult(tracker.run_id, "completed", metrics, out)
+    tracker.finish(COMPLETED)
+    return RunResult(tracker.run_id, COMPLETED, metrics, out)
 
 
 def open_claimed_cell(
@@ -176,11 +180,11 @@ def open_claimed_cell(
     left alone (both release the claim), else the cell's run is opened under the claim."""
     ident = settings.run
     tag, value = cell.lookup
-    past = [] if ident.rerun else runs_with_hash(ident.tracking_uri, ident.experiment, value, tag=tag)
-    completed = next((r for r in past if r.status == "completed"), None)
+    past = [] if ident.rerun else runs_with_hash(Store(ident.tracking_uri), ident.experiment, value, tag=tag)
+    completed = next((r for r in past if r.status == COMPLETED), None)
     result = skip_completed(settings, cell, completed) if completed is not None else live_owner(settings, past)
     if result is not None:
-        release_claim_record(ident.tracking_uri, claim)
+        release_claim_record(Store(ident.tracking_uri), claim)
         return result
     return open_run(settings, cell, past, output_dir, sweep_id, claim)
 
@@ -218,13 +222,13 @@ def read_dataset_or_fail(settings: Settings, output_dir: Path | None, sweep_id: 
         ident = settings.run
         out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
         tracker = RunTracker.start(
-            ident.tracking_uri, ident.experiment, run_name=ident.name,
-            tags={**_common_tags(sweep_id), **ident.choices, "seed": str(ident.seed),
-                  "status": "running", "output_dir": str(out)},
+            Store(ident.tracking_uri), ident.experiment, run_name=ident.name,
+            tags={**_common_tags(sweep_id), **ident.choices, SEED_TAG: str(ident.seed),
+                  STATUS_TAG: RUNNING, OUTPUT_DIR_TAG: str(out)},
             params=cell_params(settings.config, ident.choices),
             parent_run_id=parent_run_id_from_env(),
         )
-        tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        tracker.finish(FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -232,10 +236,10 @@ def skip_completed(settings: Settings, cell: CellIdentity, completed: PastRun) -
     """The cell is done: say so. A run kept from other code (reuse_across_code) is tagged so,
     and the report counts it as kept across code versions."""
     log.info("skipping %s: already completed as MLflow run %s", settings.run.name, completed.run_id)
-    if cell.reuse_across_code and completed.tags.get("code_identity") != cell.code_identity:
+    if cell.reuse_across_code and completed.tags.get(CODE_IDENTITY_TAG) != cell.code_identity:
         log.info("run %s was made by code %s, kept for %s (reuse_across_code=true)",
-                 completed.run_id, completed.tags.get("code_identity", "unknown"), cell.code_identity)
-        RunTracker(settings.run.tracking_uri, completed.run_id).set_tags({REUSE_KEY: "true"})
+                 completed.run_id, completed.tags.get(CODE_IDENTITY_TAG, "unknown"), cell.code_identity)
+        RunTracker(Store(settings.run.tracking_uri), completed.run_id).set_tags({REUSE_KEY: "true"})
     return RunResult(completed.run_id, "skipped")
 
 
@@ -256,7 +260,7 @@ def live_owner(settings: Settings, past: list[PastRun]) -> RunResult | None:
 def _common_tags(sweep_id: str) -> dict[str, str]:
     sha = git_sha()
     return {
-        "sweep_id": sweep_id, "git_sha": sha, "lightyolo_version": lightyolo.__version__,
+        SWEEP_ID_TAG: sweep_id, GIT_SHA_TAG: sha, VERSION_TAG: lightyolo.__version__,
         **source_tags(None if sha == "unknown" else sha, "lightyolo.run"),
     }
 
@@ -270,21 +274,20 @@ def open_run(
     the sweep that resumes it). Its owner tags are written with it, so its liveness is known
     from the start; its heartbeat (which also beats `claim`) starts."""
     ident = settings.run
+    store = Store(ident.tracking_uri)
     tags = {**_common_tags(sweep_id), **cell.tags(), **owner_tags()}
     parent = parent_run_id_from_env()
-    resume, tracker, out = _resume_cut_off_run(
-        past, ident.tracking_uri, {**tags, PARENT_RUN_TAG: parent} if parent else tags
-    )
+    resume, tracker, out = _resume_cut_off_run(past, store, {**tags, PARENT_RUN_TAG: parent} if parent else tags)
     if tracker is None:
         out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
-        tags |= {**ident.choices, "seed": str(ident.seed), "status": "running", "output_dir": str(out)}
+        tags |= {**ident.choices, SEED_TAG: str(ident.seed), STATUS_TAG: RUNNING, OUTPUT_DIR_TAG: str(out)}
         tracker = RunTracker.start(
-            ident.tracking_uri, ident.experiment, run_name=ident.name, tags=tags,
+            store, ident.experiment, run_name=ident.name, tags=tags,
             params=cell_params(settings.config, ident.choices), parent_run_id=parent,
         )
     if claim is not None:
         tracker.claim_name = claim
-        beat_claim_record(ident.tracking_uri, claim, {CLAIMED_RUN_TAG: tracker.run_id})
+        beat_claim_record(store, claim, {CLAIMED_RUN_TAG: tracker.run_id})
     tracker.start_heartbeat()
     out.mkdir(parents=True, exist_ok=True)
     log.info("MLflow run %s (%s) of %s in %s", tracker.run_id, ident.tracking_uri, ident.name, out)
@@ -292,7 +295,7 @@ def open_run(
 
 
 def _resume_cut_off_run(
-    past: list[PastRun], tracking_uri: str, tags: dict[str, str]
+    past: list[PastRun], store: Store, tags: dict[str, str]
 ) -> tuple[dict[str, Any] | None, RunTracker | None, Path | None]:
     """Reopen the newest cut-off run of this cell that left a checkpoint: RUNNING (its owner
     was killed; `live_owner` and the claim have ruled out live ones) or interrupted (stopped by
@@ -305,13 +308,13 @@ def _resume_cut_off_run(
         if candidate.output_dir and last.exists():
             state = load_checkpoint(last)
             tracker = RunTracker.reopen(
-                tracking_uri, candidate.run_id,
-                tags={**tags, "status": "resumed", "resumed_from_epoch": str(state["epoch"] + 1)},
+                store, candidate.run_id,
+                tags={**tags, STATUS_TAG: RESUMED, RESUMED_FROM_TAG: str(state["epoch"] + 1)},
             )
             log.info("resuming run %s after epoch %d from %s", candidate.run_id, state["epoch"] + 1, last)
             return state, tracker, Path(candidate.output_dir)
-        RunTracker(tracking_uri, candidate.run_id).finish(
-            "failed", error="cut off before its first checkpoint; the cell was run again"
+        RunTracker(store, candidate.run_id).finish(
+            FAILED, error="cut off before its first checkpoint; the cell was run again"
         )
     return None, None, None
 

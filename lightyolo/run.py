@@ -22,7 +22,8 @@ from lightyolo.cell_result import CellResult, take_sweep_failures
 from lightyolo.configs import GROUPS, ConfigPathError, config_dir, config_dirs, group_options
 from lightyolo.models.contracts import ContractError
 from lightyolo.settings import group_choices, run_name, tracking_uri
-from lightyolo.tracking import check_experiment_name, ensure_experiment, ui_link
+from lightyolo.store.client import Store, check_experiment_name
+from lightyolo.store.ui import ui_link
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def main(cfg: DictConfig) -> float | None:
 def where_results_are(cfg: DictConfig, result: pipeline.RunResult) -> str:
     """A single run's last line: its MLflow run, where to look at it, and its files."""
     uri = tracking_uri(cfg.mlflow.tracking_uri, HydraConfig.get().runtime.cwd)
-    link = ui_link(uri, ensure_experiment(uri, str(cfg.experiment)))
+    link = ui_link(uri, Store(uri).ensure_experiment(str(cfg.experiment)))
     files = f"; files: {result.output_dir}" if result.output_dir else ""
     return f"MLflow run {result.run_id} ({result.status}) in experiment {cfg.experiment!r}: {link}{files}"
 

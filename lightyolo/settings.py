@@ -23,7 +23,9 @@ from lightyolo.data.image_cache import cache_mode
 from lightyolo.data.loader import resolve_workers
 from lightyolo.cpus import UsableCpus, usable_cpus
 from lightyolo.devices import device_for_job
-from lightyolo.tracking import HEARTBEAT_TIMEOUT_S, STORE_CHECK_TIMEOUT_S, default_tracking_uri
+from lightyolo.store.health import STORE_CHECK_TIMEOUT_S
+from lightyolo.store.locks import default_tracking_uri
+from lightyolo.store.ownership import HEARTBEAT_TIMEOUT_S
 from lightyolo.train.settings import TrainSettings
 
 

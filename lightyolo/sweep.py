@@ -5,7 +5,7 @@ machine; submitit: on SLURM, or `submitit_local` here). Each cell writes
 `<sweep dir>/<job>/cell_result.json` whatever happens to it; `SweepCallback` — configured in
 `conf/config.yaml` under `hydra.callbacks` — prepares the MLflow experiment and opens the
 sweep's parent run before any job starts (its id goes to the jobs in
-`tracking.PARENT_RUN_ENV`, so every launcher's cells nest under it), and at the end reads
+`store.runs.PARENT_RUN_ENV`, so every launcher's cells nest under it), and at the end reads
 those files back, prints the summary table, logs it on the parent run, closes that run, and
 records whether any cell failed (`cell_result.record_sweep_failures`), so that
 `python -m lightyolo.run -m …` exits non-zero.
@@ -42,20 +42,13 @@ from lightyolo.settings import tracking_uri
 from lightyolo.store.schema import (
     SWEEP_BEST_CELL_TAG, SWEEP_BEST_MAP, SWEEP_CELLS, SWEEP_FAILED, SWEEP_SKIPPED, SWEEP_TRAINED,
 )
-from lightyolo.tracking import (
-    HEARTBEAT_TIMEOUT_S,
-    MAX_PARAM_CHARS,
-    PARENT_RUN_ENV,
-    RunTracker,
-    check_store,
-    ensure_experiment,
-    nested_run_statuses,
-    owner_is_alive,
-    running_sweep_runs,
-    source_tags,
-    start_sweep_run,
-    ui_link,
-)
+from lightyolo.store import schema
+from lightyolo.store.client import Store
+from lightyolo.store.health import check_store
+from lightyolo.store.ownership import HEARTBEAT_TIMEOUT_S, owner_is_alive
+from lightyolo.store.queries import nested_run_statuses, running_sweep_runs
+from lightyolo.store.runs import MAX_PARAM_CHARS, PARENT_RUN_ENV, RunTracker, source_tags, start_sweep_run
+from lightyolo.store.ui import ui_link
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +131,10 @@ class SweepCallback(Callback):
         uri = tracking_uri(config.mlflow.tracking_uri, config.hydra.runtime.cwd)
         try:
             check_store(uri, timeout_s=config.mlflow.get("store_check_timeout_s"))
-            self._experiment_id = ensure_experiment(uri, config.experiment)
+            self._experiment_id = Store(uri).ensure_experiment(config.experiment)
             self._parent = start_sweep_run(
-                uri, config.experiment, name=f"sweep-{Path(sweep_dir).name}",
-                tags={"sweep_id": sweep_dir, **source_tags(git_sha(), "lightyolo.sweep")},
+                Store(uri), config.experiment, name=f"sweep-{Path(sweep_dir).name}",
+                tags={schema.SWEEP_ID_TAG: sweep_dir, **source_tags(git_sha(), "lightyolo.sweep")},
                 params={
                     "overrides": " ".join(task)[:MAX_PARAM_CHARS],
                     "grid": json.dumps(grid, sort_keys=True)[:MAX_PARAM_CHARS],
@@ -153,7 +146,7 @@ class SweepCallback(Callback):
             print(f"error: {first[:300]}; no cell was launched", file=sys.stderr)
             raise SystemExit(2) from None  # Hydra turns a callback's Exception into a warning
         self._parent.start_heartbeat()
-        end_abandoned_sweeps(uri, config.experiment, self._parent.run_id,
+        end_abandoned_sweeps(Store(uri), config.experiment, self._parent.run_id,
                              float(config.mlflow.get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S))
         # Not MLFLOW_RUN_ID: with it a cell would log into the parent run instead of nesting.
         os.environ[PARENT_RUN_ENV] = self._parent.run_id
@@ -185,7 +178,7 @@ class SweepCallback(Callback):
         print(table, flush=True)
         if self._parent is None:
             return
-        link = ui_link(self._parent.tracking_uri, self._experiment_id)
+        link = ui_link(self._parent.store.uri, self._experiment_id)
         if results and not failed and all(r.status == "skipped" for r in results):
             # A rerun of a finished grid: its cells stay under the sweep that trained them,
             # and their bench figures stand; no empty parent run, no second bench stage.
@@ -197,9 +190,9 @@ class SweepCallback(Callback):
         self._parent.log_metrics(summary)
         if best_cell:
             self._parent.set_tags({SWEEP_BEST_CELL_TAG: best_cell})
-        bench_after_sweep(config, self._parent.tracking_uri, results)
+        bench_after_sweep(config, self._parent.store.uri, results)
         self._parent.finish(
-            "failed" if failed else "completed",
+            schema.FAILED if failed else schema.COMPLETED,
             error=f"{failed} of {expected} cells failed" if failed else None,
         )
         print(f"MLflow: {link}", flush=True)
@@ -222,19 +215,19 @@ def sweep_summary(results: list[CellResult], expected: int, failed: int) -> tupl
     return summary, best.cell.split(" #")[0]
 
 
-def end_abandoned_sweeps(uri: str, experiment: str, current_run_id: str, timeout_s: float) -> list[str]:
+def end_abandoned_sweeps(store: Store, experiment: str, current_run_id: str, timeout_s: float) -> list[str]:
     """End the experiment's sweep parent runs whose launcher is gone (killed: its
     on_multirun_end never ran), so none stays RUNNING forever: FAILED, with the count of the
     cells nested under it that completed; their cut-off cells are resumed under the current
     sweep (`pipeline.open_run`). Returns the ids ended."""
     now, host, ended = time.time(), socket.gethostname(), []
-    for old in running_sweep_runs(uri, experiment):
+    for old in running_sweep_runs(store, experiment):
         if old.run_id == current_run_id or owner_is_alive(old.tags, now=now, host=host, timeout_s=timeout_s):
             continue
-        statuses = nested_run_statuses(uri, experiment, old.run_id)
-        done = sum(status == "completed" for status in statuses)
-        RunTracker(uri, old.run_id).finish(
-            "failed", error=f"launcher cut off: {done} of the {len(statuses)} cells nested here completed; "
+        statuses = nested_run_statuses(store, experiment, old.run_id)
+        done = sum(status == schema.COMPLETED for status in statuses)
+        RunTracker(store, old.run_id).finish(
+            schema.FAILED, error=f"launcher cut off: {done} of the {len(statuses)} cells nested here completed; "
                             f"the grid is continued by sweep run {current_run_id}",
         )
         log.info("ended abandoned sweep run %s (%d/%d cells completed)", old.run_id, done, len(statuses))

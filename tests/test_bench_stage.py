@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightyolo import pipeline, tracking
+from lightyolo import pipeline
 from lightyolo.bench.__main__ import main
 from lightyolo.bench.experiment import BenchError, BenchSettings, bench_runs
 from lightyolo.bench.stage import interleaved_timings, round_ratio, summarise
 from lightyolo.export import ONNX_ARTIFACT
+from lightyolo.store.client import Store
+from lightyolo.store.queries import completed_runs
+from lightyolo.store.runs import RunTracker
 
 from conftest import REPO, compose_config, tiny_overrides
 
@@ -36,13 +39,13 @@ def experiment(tmp_path_factory) -> str:
 
 
 def bench_metrics(uri: str) -> dict[str, dict[str, float]]:
-    return {r.run_name: r.metrics for r in tracking.completed_runs(uri, EXPERIMENT)}
+    return {r.run_name: r.metrics for r in completed_runs(Store(uri), EXPERIMENT)}
 
 
 def test_bench_writes_each_methods_figures_and_tag_on_every_run(experiment: str) -> None:
     results = bench_runs(experiment, EXPERIMENT, SETTINGS, log=lambda _: None)
     assert len(results) == 4
-    runs = tracking.completed_runs(experiment, EXPERIMENT)
+    runs = completed_runs(Store(experiment), EXPERIMENT)
     assert {r.run_name for r in runs} == {"c3-pan-conv-s0", "ghost-slim-conv-s0"}
     for run in runs:
         for method in METHODS:
@@ -55,28 +58,28 @@ def test_bench_writes_each_methods_figures_and_tag_on_every_run(experiment: str)
             assert (tag["rounds"], tag["iters"], tag["cells_interleaved"]) == (3, 2, 2)
             assert tag["device_name"] and tag["torch_version"] and tag["onnxruntime_version"]
             assert tag["memory_format"] == "contiguous NCHW"
-            assert tracking.run_has_artifact(experiment, run.run_id, f"bench/{method}.json")
-        assert tracking.run_has_artifact(experiment, run.run_id, ONNX_ARTIFACT)
+            assert Store(experiment).has_artifact(run.run_id, f"bench/{method}.json")
+        assert Store(experiment).has_artifact(run.run_id, ONNX_ARTIFACT)
 
 
 def test_running_again_replaces_the_same_methods_figures(experiment: str) -> None:
     bench_runs(experiment, EXPERIMENT, SETTINGS, log=lambda _: None)
-    run = tracking.completed_runs(experiment, EXPERIMENT)[0]
+    run = completed_runs(Store(experiment), EXPERIMENT)[0]
     key = f"bench/{METHODS[0]}/median_ms"
     again = bench_runs(
         experiment, EXPERIMENT, BenchSettings(runtimes=("torch",), rounds=2, warmup=0, iters=1, clock="wall"),
         run_ids=(run.run_id,), log=lambda _: None,
     )
     assert [r.run_id for r in again] == [run.run_id]
-    history = tracking.metric_history(experiment, run.run_id, key)
-    latest = {r.run_id: r for r in tracking.completed_runs(experiment, EXPERIMENT)}[run.run_id]
+    history = Store(experiment).metric_history(run.run_id, key)
+    latest = {r.run_id: r for r in completed_runs(Store(experiment), EXPERIMENT)}[run.run_id]
     assert len(history) >= 2  # the earlier figures stay in the history ...
     assert latest.metrics[key] == again[0].summary.median_ms  # ... the run's figure is the new one
     assert json.loads(latest.tags[f"bench/{METHODS[0]}"])["rounds"] == 2
 
 
 def test_an_experiment_without_completed_runs_fails_with_one_line(experiment: str, capsys) -> None:
-    tracking.ensure_experiment(experiment, "empty")
+    Store(experiment).ensure_experiment("empty")
     assert main(["experiment=empty", f"tracking_uri={experiment}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'empty'" in err[0] and "no completed runs" in err[0]
@@ -84,7 +87,7 @@ def test_an_experiment_without_completed_runs_fails_with_one_line(experiment: st
 
 def test_a_run_without_weights_fails_with_one_line_naming_it(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = tracking.RunTracker.start(uri, "noweights", run_name="c3-pan-conv-s0", tags={}, params={})
+    run = RunTracker.start(Store(uri), "noweights", run_name="c3-pan-conv-s0", tags={}, params={})
     config = tmp_path / "config.yaml"
     config.write_text("train: {img_size: 64}\n")
     run.log_artifact(config)
@@ -138,5 +141,5 @@ def test_cpu_clock_times_the_work_and_names_its_methods_apart(experiment: str) -
     results = bench_runs(experiment, EXPERIMENT, BenchSettings(runtimes=("torch",), rounds=2, warmup=0,
                          iters=1), log=lambda _: None)
     assert {r.method for r in results} == {"torch_cpu_t1_b1_64_cputime"}
-    run = tracking.completed_runs(experiment, EXPERIMENT)[0]
+    run = completed_runs(Store(experiment), EXPERIMENT)[0]
     assert json.loads(run.tags["bench/torch_cpu_t1_b1_64_cputime"])["clock"].startswith("process CPU time")

@@ -21,7 +21,7 @@ from lightyolo import pipeline
 from lightyolo.data.image_check import check_image, check_images
 from lightyolo.data.specs import yolo_dataset
 from lightyolo.eval.coco import coco_ground_truth
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import COCO128, compose_config
 
@@ -174,7 +174,7 @@ def test_a_run_on_a_folder_with_a_truncated_jpeg_completes_and_tags_the_issue(tm
         result = pipeline.run(cfg, output_dir=tmp_path / "out")
 
     assert f"{images / '000000000036.jpg'}: truncated JPEG" in caplog.text
-    run = runs_frame(uri, "bad_files").set_index("run_id").loc[result.run_id]
+    run = Store(uri).runs_frame("bad_files").set_index("run_id").loc[result.run_id]
     assert run["tags.status"] == "completed"
     assert json.loads(run["tags.data_issues"]) == {"train/truncated_image": 1, "val/truncated_image": 1}
     assert np.isfinite(run["metrics.val/map50_95"])

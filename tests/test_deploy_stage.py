@@ -13,11 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lightyolo import pipeline, tracking
+from lightyolo import pipeline
 from lightyolo.bench.experiment import BenchSettings, bench_runs
 from lightyolo.deploy.__main__ import main as deploy_main
 from lightyolo.deploy.registry import runtime_names
 from lightyolo.report.cli import ReportOptions, write_report
+from lightyolo.store.client import Store
+from lightyolo.store.queries import CompletedRun, completed_runs
 
 from conftest import compose_config, tiny_overrides
 from toy_runtime import TOY, write_toy_package
@@ -58,7 +60,7 @@ def benched(experiment: str, tmp_path_factory):
 def deployed(experiment: str) -> str:
     """`python -m lightyolo.deploy` on the c3 cell through torch, ONNX Runtime and OpenVINO at
     fp32 and int8; its printed table."""
-    c3 = next(r for r in tracking.completed_runs(experiment, EXPERIMENT) if r.run_name == "c3-pan-conv-s0")
+    c3 = next(r for r in completed_runs(Store(experiment), EXPERIMENT) if r.run_name == "c3-pan-conv-s0")
     capture = io.StringIO()
     with contextlib.redirect_stdout(capture):
         assert deploy_main([f"experiment={EXPERIMENT}", f"tracking_uri={experiment}", f"run_ids={c3.run_id}",
@@ -67,8 +69,8 @@ def deployed(experiment: str) -> str:
     return capture.getvalue()
 
 
-def c3_run(uri: str) -> tracking.CompletedRun:
-    return next(r for r in tracking.completed_runs(uri, EXPERIMENT) if r.run_name == "c3-pan-conv-s0")
+def c3_run(uri: str) -> CompletedRun:
+    return next(r for r in completed_runs(Store(uri), EXPERIMENT) if r.run_name == "c3-pan-conv-s0")
 
 
 

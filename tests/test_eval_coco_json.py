@@ -12,7 +12,7 @@ import pytest
 from lightyolo import pipeline
 from lightyolo.data.specs import coco_dataset
 from lightyolo.eval.coco import coco_evaluate
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config, tiny_overrides
 
@@ -92,7 +92,7 @@ def test_one_epoch_from_the_coco_json_runs_and_logs_coco_stats(tmp_path):
     ])
     result = pipeline.run(cfg, output_dir=tmp_path / "out")
     assert result.status == "completed"
-    run = runs_frame(cfg.mlflow.tracking_uri, "lightyolo").iloc[0]
+    run = Store(cfg.mlflow.tracking_uri).runs_frame("lightyolo").iloc[0]
     assert run["tags.status"] == "completed" and run["tags.dataset"] == "coco128_json"
     assert 0.0 <= run["metrics.val/map50_95"] <= run["metrics.val/map50"] <= 1.0
     # 80 COCO classes: yolov5n's 1,757,152 without Detect, plus its 80-class Detect convs

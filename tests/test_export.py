@@ -13,10 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from lightyolo import pipeline, tracking
+from lightyolo import pipeline
 from lightyolo.export import ONNX_ARTIFACT, export_onnx, fuse_batchnorm
 from lightyolo.models.layers import Conv
 from lightyolo.bench.zoo import build_cell, discover_cells
+from lightyolo.store.client import Store
 
 from conftest import REPO
 
@@ -99,14 +100,14 @@ def test_export_of_an_mlflow_run_logs_the_onnx_file_on_it(tiny_config, tmp_path:
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert tracking.run_has_artifact(uri, run_id, ONNX_ARTIFACT)
+    assert Store(uri).has_artifact(run_id, ONNX_ARTIFACT)
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 64]
 
 
 def test_export_of_an_unknown_run_fails_with_one_line(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.ensure_experiment(uri, "x")
+    Store(uri).ensure_experiment("x")
     proc = subprocess.run(
         [sys.executable, "-m", "lightyolo.export", "run_id=nope", f"tracking_uri={uri}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -23,7 +23,7 @@ from lightyolo.report.aggregate import Baseline
 from lightyolo.report.collect import runs_table
 from lightyolo.report.tables import factor_effects_section, one_factor_tables
 from lightyolo.settings import run_name
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import REPO, compose_config, tiny_overrides
 from test_report_aggregate import metrics, raw_run, report_variants  # hand-built runs as MLflow gives them
@@ -82,7 +82,7 @@ def test_yolov8n_trains_evaluates_and_logs_box_cls_dfl_losses(tmp_path: Path) ->
     cfg = compose_config(tiny_overrides(tmp_path) + ["backbone=c2f", "neck=c2f_pan", "head=v8", "train.epochs=2"])
     result = pipeline.run(cfg, output_dir=tmp_path / "run")
     assert result.status == "completed"
-    run = runs_frame(cfg.mlflow.tracking_uri, cfg.experiment).iloc[0]
+    run = Store(cfg.mlflow.tracking_uri).runs_frame(cfg.experiment).iloc[0]
     assert run["run_name"] == "c2f-c2f_pan-conv-v8-s0"
     assert (run["tags.head"], run["params.head"]) == ("v8", "v8")
     for part in ("box_loss", "cls_loss", "dfl_loss"):
@@ -102,7 +102,7 @@ def test_a_smoke_sweep_over_both_heads_trains_benches_and_reports_the_head_as_a_
     ]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = Store(f"sqlite:///{store}").runs_frame("smoke")
     cells = runs[runs["tags.kind"].isna()] if "tags.kind" in runs else runs
     assert sorted(cells["run_name"]) == ["c3-pan-conv-s0", "c3-pan-conv-v8-s0"]
     assert (cells["tags.status"] == "completed").all()
@@ -187,7 +187,7 @@ def test_a_users_own_head_joins_the_zoo_and_trains(user_head_project: Path, tmp_
     assert 0 < light["head_params"] < v8_head
     run = user_command(user_head_project, "run", "head=light", *tiny_overrides(tmp_path))
     assert run.returncode == 0, run.stderr[-2000:]
-    done = runs_frame(f"sqlite:///{tmp_path / 'mlflow.db'}", "lightyolo").iloc[0]
+    done = Store(f"sqlite:///{tmp_path / 'mlflow.db'}").runs_frame("lightyolo").iloc[0]
     assert (done["run_name"], done["tags.status"]) == ("c3-pan-conv-light-s0", "completed")
     assert done["metrics.train/dfl_loss"] > 0
 

@@ -120,3 +120,22 @@ def test_the_walk_sees_the_known_edges() -> None:
     assert "lightyolo.models.detector" in graph["lightyolo.pipeline"]
     assert "lightyolo.models.operators" in graph["lightyolo.models.blocks"]
     assert folder_graph(graph)["lightyolo.bench"] >= {"lightyolo.models"}
+
+
+def mlflow_importers() -> set[str]:
+    """The package's modules that import mlflow (any submodule, at any depth of the file)."""
+    found = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(name == "mlflow" or name.startswith("mlflow.") for name in names):
+                found.add(module_name(path))
+    return found
+
+
+def test_only_the_store_package_imports_mlflow() -> None:
+    importers = mlflow_importers()
+    assert "lightyolo.store.client" in importers  # the walk sees the store's own imports
+    outside = sorted(m for m in importers if not m.startswith("lightyolo.store."))
+    assert not outside, f"mlflow imported outside lightyolo/store/: {outside} (docs/mlflow.md)"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lightyolo.tracking import ensure_experiment, experiment_ui_url, runs_frame
 
 from conftest import REPO
+from lightyolo.store.client import Store
+from lightyolo.store.ui import experiment_ui_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless as root, and quiet: without the background-networking flags Chromium keeps
@@ -66,11 +67,11 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_the_ui_shows_the_sweep_with_its_cells_and_their_map(
     smoke_store: str, tmp_path: Path, mlflow_ui: Callable[[str], str], browser_page
 ) -> None:
-    runs = runs_frame(smoke_store, "smoke")
+    runs = Store(smoke_store).runs_frame("smoke")
     (sweep,) = runs[runs["tags.kind"] == "sweep"].itertuples()
     cells = runs[runs["tags.mlflow.parentRunId"] == sweep.run_id].set_index("run_name")
     assert sorted(cells.index) == sorted(CELLS)
-    experiment_id = ensure_experiment(smoke_store, "smoke")  # exists: its id
+    experiment_id = Store(smoke_store).ensure_experiment("smoke")  # exists: its id
     page = browser_page
     page.goto(experiment_ui_url(mlflow_ui(smoke_store), experiment_id))
 

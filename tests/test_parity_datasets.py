@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightyolo import pipeline
 from lightyolo.data.records import ImageRecord
 from lightyolo.data.specs import read_class_names
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config
 
@@ -90,7 +90,7 @@ def _evaluated(tmp_path: Path, dataset: list[str]) -> pd.Series:
         f"mlflow.tracking_uri={uri}", f"experiment={EXPERIMENT}", *dataset,
     ])
     result = pipeline.run(cfg, output_dir=tmp_path / "out")
-    run = runs_frame(uri, EXPERIMENT).set_index("run_id").loc[result.run_id]
+    run = Store(uri).runs_frame(EXPERIMENT).set_index("run_id").loc[result.run_id]
     assert run["tags.status"] == "completed"
     return run
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lightyolo import pipeline
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config
 
@@ -41,7 +41,7 @@ def coco128_overrides(tracking_uri: str, img_size: int, *extra: str) -> list[str
 
 def logged_run(tracking_uri: str, run_id: str) -> pd.Series:
     """The run's MLflow row (tags.*, params.*, metrics.*), read back from the store."""
-    return runs_frame(tracking_uri, EXPERIMENT).set_index("run_id").loc[run_id]
+    return Store(tracking_uri).runs_frame(EXPERIMENT).set_index("run_id").loc[run_id]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lightyolo import identity, pipeline, settings
-from lightyolo.tracking import cell_params, flatten, runs_frame
+from lightyolo.store.client import Store
+from lightyolo.store.runs import cell_params, flatten
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config
 
@@ -45,7 +46,7 @@ def coco128_at(tmp_path: Path, root: Path):
 
 
 def runs(tmp_path: Path):
-    return runs_frame(f"sqlite:///{tmp_path / 'mlflow.db'}", "lightyolo")
+    return Store(f"sqlite:///{tmp_path / 'mlflow.db'}").runs_frame("lightyolo")
 
 
 @pytest.mark.shared("data/coco128")

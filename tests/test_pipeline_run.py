@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from lightyolo import pipeline
 from lightyolo.eval.evaluate import STAGES
-from lightyolo.tracking import metric_history, runs_frame
+from lightyolo.store.client import Store
 
 from conftest import REPO
 
@@ -32,7 +32,7 @@ def test_tiny_run_logs_every_schema_metric_tag_and_artifact(tiny_config, tmp_pat
     result = pipeline.run(cfg, output_dir=tmp_path / "out")
 
     uri = cfg.mlflow.tracking_uri
-    runs = runs_frame(uri, "lightyolo")
+    runs = Store(uri).runs_frame("lightyolo")
     assert len(runs) == 1
     run = runs.iloc[0]
     assert run["run_name"] == "c3-pan-conv-s0"
@@ -54,7 +54,7 @@ def test_tiny_run_logs_every_schema_metric_tag_and_artifact(tiny_config, tmp_pat
     assert run["params.train.img_size"] == "64" and run["params.model.scale"] == "n"
     # Per-epoch metrics, step = epoch.
     for key in ("train/box_loss", "train/obj_loss", "train/cls_loss", "lr", "val/map50", "val/map50_95"):
-        assert [step for step, _ in metric_history(uri, result.run_id, key)] == [1], key
+        assert [step for step, _ in Store(uri).metric_history(result.run_id, key)] == [1], key
 
     artifacts = Path(run["tags.output_dir"])
     assert (artifacts / "weights" / "last.pt").exists() and (artifacts / "weights" / "best.pt").exists()
@@ -72,7 +72,7 @@ def test_a_failing_run_is_ended_failed_with_its_error(tiny_config) -> None:
     cfg = tiny_config("train.device=cuda:7" if not torch.cuda.is_available() else "model.scale=xl")
     with pytest.raises(ValueError):
         pipeline.run(cfg)
-    run = runs_frame(cfg.mlflow.tracking_uri, "lightyolo").iloc[0]
+    run = Store(cfg.mlflow.tracking_uri).runs_frame("lightyolo").iloc[0]
     assert run["mlflow_status"] == "FAILED"
     assert run["tags.status"] == "failed"
     assert "ValueError" in run["tags.error"]

@@ -14,9 +14,9 @@ from lightyolo.data.loader import build_dataloader
 from lightyolo.eval.evaluate import evaluate, ground_truth_for
 from lightyolo.models.detector import build_detector
 from lightyolo.settings import resolve
-from lightyolo.tracking import metric_history, runs_frame
 from lightyolo.train.checkpoint import load_checkpoint
 from lightyolo.train.loop import accumulate_at
+from lightyolo.store.client import Store
 
 from conftest import compose_config
 
@@ -24,7 +24,7 @@ TWO_EPOCHS = ("train.epochs=2", "train.eval_interval=1")
 
 
 def logged_run(cfg) -> dict:
-    (run,) = runs_frame(cfg.mlflow.tracking_uri, "lightyolo").to_dict("records")
+    (run,) = Store(cfg.mlflow.tracking_uri).runs_frame("lightyolo").to_dict("records")
     return run
 
 
@@ -35,7 +35,7 @@ def test_with_a_test_split_the_best_val_epoch_is_reported_on_test(tiny_config) -
     assert run["tags.eval_split"] == "test"
     best = load_checkpoint(Path(run["tags.output_dir"]) / "weights" / "best.pt")
     assert run["metrics.val_best/epoch"] == best["epoch"] + 1
-    val = dict(metric_history(cfg.mlflow.tracking_uri, result.run_id, "val/map50_95"))
+    val = dict(Store(cfg.mlflow.tracking_uri).metric_history(result.run_id, "val/map50_95"))
     assert run["metrics.val_best/map50_95"] == pytest.approx(val[best["epoch"] + 1])
 
     # An independent evaluation of best.pt on the test split gives the reported figures.
@@ -66,7 +66,7 @@ def test_without_a_test_split_the_final_epoch_is_reported_on_val(tiny_config) ->
     result = pipeline.run(cfg)
     run = logged_run(cfg)
     assert run["tags.eval_split"] == "val"
-    val = dict(metric_history(cfg.mlflow.tracking_uri, result.run_id, "val/map50_95"))
+    val = dict(Store(cfg.mlflow.tracking_uri).metric_history(result.run_id, "val/map50_95"))
     assert result.metrics["map50_95"] == pytest.approx(val[2])  # the last epoch, not the best
     assert run["metrics.val_best/map50_95"] == pytest.approx(max(val.values()))
     assert run["metrics.val_best/epoch"] in (1.0, 2.0)

@@ -25,7 +25,7 @@ from lightyolo.models.backbones.c3 import C3Backbone
 from lightyolo.models.layers import scale_width
 from lightyolo.models.operators.conv import ConvOperator
 from lightyolo.run import unknown_choice_error
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import REPO, tiny_overrides
 
@@ -120,7 +120,7 @@ def swept(project: Path) -> Path:
 
 
 def test_the_plugins_named_sweep_runs_its_cells_beside_c3(swept: Path) -> None:
-    runs = runs_frame(f"sqlite:///{swept / 'mlflow.db'}", "mine")
+    runs = Store(f"sqlite:///{swept / 'mlflow.db'}").runs_frame("mine")
     runs = runs[runs["tags.kind"].isna()]  # the cells, not the sweep's parent run
     cells = sorted(zip(runs["tags.backbone"], runs["tags.operator"], runs["tags.status"]))
     assert cells == [("c3", "dilated", "completed"), ("plain", "dilated", "completed")]
@@ -143,7 +143,7 @@ def test_hydra_searchpath_alone_runs_a_plugin_cell(project: Path, tmp_path: Path
     searchpath = f"hydra.searchpath=[file://{project / 'configs'}]"
     ok(lightyolo(project, "run", searchpath, "backbone=plain", "operator=dilated", "experiment=searchpath",
                  *tiny_overrides(tmp_path), config_path=False))
-    runs = runs_frame(f"sqlite:///{tmp_path / 'mlflow.db'}", "searchpath")
+    runs = Store(f"sqlite:///{tmp_path / 'mlflow.db'}").runs_frame("searchpath")
     assert runs[["tags.backbone", "tags.operator", "tags.status"]].values.tolist() == [["plain", "dilated", "completed"]]
 
 

@@ -16,9 +16,13 @@ import signal
 import time
 from pathlib import Path
 
-from lightyolo import pipeline, tracking
+from lightyolo import pipeline
 from lightyolo.cell_claim import Claimed, HeldElsewhere, claim_cell
 from lightyolo.settings import resolve
+from lightyolo.store.claims import create_claim_record, release_claim_record
+from lightyolo.store.client import CLAIM_PREFIX, Store, is_claim_record
+from lightyolo.store.ownership import owner_tags
+from lightyolo.store.schema import OWNER_PID_TAG
 
 from cli_processes import FORK, cli_child, launch_together
 from conftest import compose_config, tiny_overrides
@@ -41,7 +45,7 @@ def _prepare_dataset(tmp_path: Path) -> None:
 def _assert_one_trained_one_left(uri: str, experiment: str, codes: list[int], logs: list[Path]) -> None:
     texts = [log.read_text() for log in logs]
     assert codes == [0, 0], f"exit codes {codes}:\n" + "\n---\n".join(t[-2000:] for t in texts)
-    runs = tracking.runs_frame(uri, experiment)
+    runs = Store(uri).runs_frame(experiment)
     assert len(runs) == 1, f"{len(runs)} runs of one identity: {runs[['run_id', 'mlflow_status']].values.tolist()}"
     assert runs.iloc[0]["mlflow_status"] == "FINISHED" and runs.iloc[0]["tags.status"] == "completed"
     assert sum("running elsewhere" in text for text in texts) == 1, "\n---\n".join(texts)
@@ -83,38 +87,38 @@ def test_two_reruns_of_a_killed_cell_resume_it_once_and_log_each_epoch_once(tmp_
         time.sleep(0.1)
     os.kill(first.pid, signal.SIGKILL)
     first.join()
-    (cut,) = tracking.runs_frame(uri, "rerun").to_dict("records")
+    (cut,) = Store(uri).runs_frame("rerun").to_dict("records")
     assert cut["mlflow_status"] == "RUNNING"
 
     logs = [tmp_path / f"rerun-{side}.log" for side in ("a", "b")]
     codes = launch_together(argv, tmp_path, logs)
 
     _assert_one_trained_one_left(uri, "rerun", codes, logs)
-    (done,) = tracking.runs_frame(uri, "rerun").to_dict("records")
+    (done,) = Store(uri).runs_frame("rerun").to_dict("records")
     assert done["run_id"] == cut["run_id"] and int(done["tags.resumed_from_epoch"]) >= 1
-    steps = [step for step, _ in tracking.metric_history(uri, done["run_id"], "train/box_loss")]
+    steps = [step for step, _ in Store(uri).metric_history(done["run_id"], "train/box_loss")]
     assert sorted(steps) == list(range(1, epochs + 1))  # every epoch once
 
 
 def test_a_claim_is_held_while_its_owner_lives_and_taken_over_when_it_is_dead_or_released(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = tracking.ensure_experiment(uri, "claims")
+    experiment_id = Store(uri).ensure_experiment("claims")
 
-    first = claim_cell(uri, experiment_id, "cell")
-    held = claim_cell(uri, experiment_id, "cell")  # this process is alive: held
+    first = claim_cell(Store(uri), experiment_id, "cell")
+    held = claim_cell(Store(uri), experiment_id, "cell")  # this process is alive: held
     assert isinstance(first, Claimed) and isinstance(held, HeldElsewhere) and held.name == first.name
-    assert held.tags[tracking.OWNER_PID_TAG] == str(os.getpid())  # known from the moment of the claim
+    assert held.tags[OWNER_PID_TAG] == str(os.getpid())  # known from the moment of the claim
 
-    tracking.release_claim_record(uri, first.name)
-    second = claim_cell(uri, experiment_id, "cell")
+    release_claim_record(Store(uri), first.name)
+    second = claim_cell(Store(uri), experiment_id, "cell")
     assert isinstance(second, Claimed) and second.name.endswith(":g1")  # a released name is never reused
 
     dead = FORK.Process(target=os._exit, args=(0,))
     dead.start()
     dead.join()
-    tracking.create_claim_record(uri, f"{tracking.CLAIM_PREFIX}:{experiment_id}:other:g0",
-                                 tracking.owner_tags() | {tracking.OWNER_PID_TAG: str(dead.pid)})
-    taken = claim_cell(uri, experiment_id, "other")
+    create_claim_record(Store(uri), f"{CLAIM_PREFIX}:{experiment_id}:other:g0",
+                                 owner_tags() | {OWNER_PID_TAG: str(dead.pid)})
+    taken = claim_cell(Store(uri), experiment_id, "other")
     assert isinstance(taken, Claimed) and taken.name.endswith(":g1")  # its owner's pid is gone
-    assert "claims" in tracking.experiment_names(uri) and not any(
-        tracking.is_claim_record(name) for name in tracking.experiment_names(uri))
+    assert "claims" in Store(uri).experiment_names() and not any(
+        is_claim_record(name) for name in Store(uri).experiment_names())

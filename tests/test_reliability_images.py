@@ -22,7 +22,7 @@ from lightyolo.data.image_check import check_images
 from lightyolo.data.specs import yolo_dataset
 from lightyolo.eval.coco import coco_ground_truth
 from lightyolo.data.transforms import decode
-from lightyolo.tracking import runs_frame
+from lightyolo.store.client import Store
 
 from conftest import COCO128, YOLOV5N_WEIGHTS, compose_config
 
@@ -71,7 +71,7 @@ def _evaluate(root: Path, tmp_path: Path, name: str, img_size: int) -> tuple[flo
         f"mlflow.tracking_uri={uri}", f"experiment={name}",
     ])
     result = pipeline.run(cfg, output_dir=tmp_path / name)
-    run = runs_frame(uri, name).set_index("run_id").loc[result.run_id]
+    run = Store(uri).runs_frame(name).set_index("run_id").loc[result.run_id]
     issues = json.loads(run["tags.data_issues"]) if isinstance(run.get("tags.data_issues"), str) else {}
     return result.metrics["map50_95"], issues
 

@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightyolo import export, pipeline, tracking
+from lightyolo import export, pipeline
 from lightyolo.bench import __main__ as bench_cli
 from lightyolo.report import cli as report_cli
 from lightyolo.settings import resolve
 from lightyolo.train.checkpoint import CheckpointWriteError, save_checkpoint
 from lightyolo.train.interrupt import GracefulStop, TrainingInterrupted
+from lightyolo.store.client import Store
+from lightyolo.store.health import StoreUnavailable
+from lightyolo.store.runs import RunTracker
 
 from cli_processes import FORK, cli_child
 from conftest import COCO128, REPO, compose_config, tiny_overrides
@@ -55,7 +58,7 @@ def test_export_refuses_a_config_file_with_an_unregistered_target_before_importi
 def test_export_and_bench_refuse_a_stored_run_whose_config_yaml_names_an_unregistered_target(tmp_path, capsys):
     victim = tmp_path / "written-by-the-config.txt"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = tracking.RunTracker.start(uri, "hostile", run_name="c3-pan-conv-s0", tags={"status": "completed"}, params={})
+    run = RunTracker.start(Store(uri), "hostile", run_name="c3-pan-conv-s0", tags={"status": "completed"}, params={})
     run.log_artifact(_hostile_config(tmp_path, victim))
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "best.pt").write_bytes(b"never read")
@@ -102,18 +105,18 @@ def test_a_signal_stops_training_resumably_and_a_rerun_continues_without_logging
 
     assert code == 128 + signum, text[-3000:]
     assert text.strip().splitlines()[-1].startswith("interrupted: ")
-    (cut,) = tracking.runs_frame(uri, "lightyolo").to_dict("records")
+    (cut,) = Store(uri).runs_frame("lightyolo").to_dict("records")
     assert (cut["mlflow_status"], cut["tags.status"]) == ("KILLED", "interrupted")
-    logged = [step for step, _ in tracking.metric_history(uri, cut["run_id"], "train/box_loss")]
+    logged = [step for step, _ in Store(uri).metric_history(cut["run_id"], "train/box_loss")]
     assert 1 <= len(logged) < epochs
 
     resumed = pipeline.run(compose_config(tiny_overrides(tmp_path) + [f"train.epochs={epochs}",
                                                                       f"train.eval_interval={epochs}"]))
 
     assert (resumed.status, resumed.run_id) == ("completed", cut["run_id"])
-    (done,) = tracking.runs_frame(uri, "lightyolo").to_dict("records")
+    (done,) = Store(uri).runs_frame("lightyolo").to_dict("records")
     assert int(done["tags.resumed_from_epoch"]) == len(logged)  # from the last whole epoch
-    steps = [step for step, _ in tracking.metric_history(uri, done["run_id"], "train/box_loss")]
+    steps = [step for step, _ in Store(uri).metric_history(done["run_id"], "train/box_loss")]
     assert steps == list(range(1, epochs + 1))  # no epoch logged twice, none lost
 
 
@@ -136,11 +139,11 @@ def test_a_double_sigint_exits_130_and_a_rerun_resumes_the_run(tmp_path):
 
     assert code == 130, text[-3000:]
     assert text.strip().splitlines()[-1].startswith("interrupted: ")
-    (cut,) = tracking.runs_frame(uri, "lightyolo").to_dict("records")
+    (cut,) = Store(uri).runs_frame("lightyolo").to_dict("records")
     resumed = pipeline.run(compose_config(tiny_overrides(tmp_path) + [f"train.epochs={epochs}",
                                                                       f"train.eval_interval={epochs}"]))
     assert (resumed.status, resumed.run_id) == ("completed", cut["run_id"])
-    steps = [step for step, _ in tracking.metric_history(uri, cut["run_id"], "train/box_loss")]
+    steps = [step for step, _ in Store(uri).metric_history(cut["run_id"], "train/box_loss")]
     assert steps == list(range(1, epochs + 1))
 
 
@@ -157,7 +160,7 @@ def test_a_run_against_a_server_that_is_down_stops_with_one_line_naming_it(tmp_p
     uri = f"http://127.0.0.1:{_closed_port()}"
     cfg = compose_config(tiny_overrides(tmp_path) + [f"mlflow.tracking_uri={uri}"])
     started = time.monotonic()
-    with pytest.raises(tracking.StoreUnavailable, match=rf"^MLflow tracking store {uri} does not answer \(connection refused"):
+    with pytest.raises(StoreUnavailable, match=rf"^MLflow tracking store {uri} does not answer \(connection refused"):
         pipeline.run(cfg, output_dir=tmp_path / "out")
     assert time.monotonic() - started < 60  # one try, no retries (it used to retry for 274 s)
     assert not (tmp_path / "shapes").exists()  # checked before the data is read
@@ -226,7 +229,7 @@ def test_a_dataset_without_any_ground_truth_box_is_refused_not_scored_0(tmp_path
     ])
     with pytest.raises(ValueError, match=r"^dataset coco128: no ground-truth box in its val split \(2 images"):
         pipeline.run(cfg, output_dir=tmp_path / "out")
-    (run,) = tracking.runs_frame(uri, "no_boxes").to_dict("records")
+    (run,) = Store(uri).runs_frame("no_boxes").to_dict("records")
     assert run["mlflow_status"] == "FAILED" and "metrics.map50_95" not in run
 
 
@@ -235,7 +238,7 @@ def test_a_dataset_without_any_ground_truth_box_is_refused_not_scored_0(tmp_path
 
 def _store_with_a_run(tmp_path: Path) -> Path:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.RunTracker.start(uri, "exp", run_name="c3-pan-conv-s0", tags={}, params={}).finish("completed")
+    RunTracker.start(Store(uri), "exp", run_name="c3-pan-conv-s0", tags={}, params={}).finish("completed")
     return tmp_path / "mlflow.db"
 
 
@@ -303,12 +306,12 @@ def test_a_disk_full_during_a_checkpoint_leaves_the_run_resumable_and_no_tmp_beh
         pipeline.run(compose_config(tiny_overrides(tmp_path)), output_dir=out)
 
     assert not list(out.rglob("*.tmp"))
-    (run,) = tracking.runs_frame(uri, "lightyolo").to_dict("records")
+    (run,) = Store(uri).runs_frame("lightyolo").to_dict("records")
     assert (run["mlflow_status"], run["tags.status"]) == ("KILLED", "interrupted")
     assert "No space left on device" in run["tags.error"]
     rerun = pipeline.run(compose_config(tiny_overrides(tmp_path)), output_dir=tmp_path / "again")
     assert rerun.status == "completed"
-    statuses = sorted(tracking.runs_frame(uri, "lightyolo")["tags.status"])
+    statuses = sorted(Store(uri).runs_frame("lightyolo")["tags.status"])
     assert statuses == ["completed", "failed"]  # no checkpoint to resume from: closed, run again
 
 
@@ -328,14 +331,14 @@ def test_a_rerun_of_a_killed_sweep_ends_its_parent_and_nests_the_resumed_cell_un
         time.sleep(0.05)
     os.kill(launcher.pid, signal.SIGKILL)  # the launcher and, with the basic launcher, its cell
     launcher.join()
-    runs = tracking.runs_frame(uri, "lightyolo")
+    runs = Store(uri).runs_frame("lightyolo")
     (old_parent,) = runs[runs["tags.kind"] == "sweep"]["run_id"]
     (cut,) = runs[runs["tags.kind"] != "sweep"]["run_id"]
 
     codes = launch_together_one(argv, tmp_path)
 
     assert codes == 0, (tmp_path / "rerun.log").read_text()[-3000:]
-    runs = tracking.runs_frame(uri, "lightyolo").set_index("run_id")
+    runs = Store(uri).runs_frame("lightyolo").set_index("run_id")
     old = runs.loc[old_parent]
     assert old["mlflow_status"] == "FAILED" and old["tags.error"].startswith("launcher cut off: 0 of the 1 cells")
     new_parent = runs[(runs["tags.kind"] == "sweep") & (runs.index != old_parent)]

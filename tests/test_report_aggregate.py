@@ -26,7 +26,7 @@ BASELINE = Baseline("c3", "pan", "conv")
 
 
 def raw_run(name: str, seed: int, status: str, start: int, **metrics: float) -> dict:
-    """One row as `tracking.runs_frame` returns it."""
+    """One row as `Store.runs_frame` returns it."""
     backbone, neck, operator = name.split("/")
     row = {
         "run_id": f"{backbone}-{neck}-{operator}-s{seed}-{start}",
@@ -320,7 +320,7 @@ def in_sweep(row: dict, sweep: str) -> dict:
 
 
 def sweep_parent(sweep: str, grid: dict[str, str]) -> dict:
-    """A sweep's parent run as `tracking.start_sweep_run` logs it."""
+    """A sweep's parent run as `store.runs.start_sweep_run` logs it."""
     return {"run_id": f"parent-{sweep}", "run_name": f"sweep-{sweep}", "mlflow_status": "FINISHED",
             "start_time": 0, "end_time": 1, "tags.kind": "sweep", "params.sweep_dir": sweep,
             "params.grid": json.dumps(grid)}

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from lightyolo import pipeline, tracking
+from lightyolo import pipeline
 from lightyolo.bench.experiment import BenchSettings, bench_runs
 from lightyolo.bench.stage import shared_state_interval
 from lightyolo.report import stats
@@ -24,6 +24,9 @@ from lightyolo.report.aggregate import (
 from lightyolo.report.cli import ReportOptions, write_report
 from lightyolo.report.collect import read_runs, runs_table
 from lightyolo.report.tables import flops_latency_section, main_table
+from lightyolo.store.client import Store
+from lightyolo.store.queries import completed_runs
+from lightyolo.store.runs import RunTracker
 
 from conftest import compose_config, tiny_overrides
 
@@ -86,7 +89,7 @@ def test_csv_has_each_methods_latency_and_paired_speedup_with_cis(report) -> Non
     uri, files, table = report
     cells = by_cell(table[table["status"] == "completed"])
     assert sorted(cells) == sorted(CELLS)
-    runs = {r.run_name: r for r in tracking.completed_runs(uri, EXPERIMENT)}
+    runs = {r.run_name: r for r in completed_runs(Store(uri), EXPERIMENT)}
     for method in METHODS:
         columns = [f"latency_{method}_ms{s}" for s in ("", "_ci_low", "_ci_high")]
         columns += [f"speedup_{method}{s}" for s in ("", "_low", "_high")]
@@ -103,7 +106,7 @@ def test_csv_has_each_methods_latency_and_paired_speedup_with_cis(report) -> Non
         rounds = {}
         for cell in ("c3/pan/conv", "ghost/pan/conv"):
             run_id = runs[f"{cell.replace('/', '-')}-s0"].run_id
-            path = tracking.download_run_artifact(uri, run_id, f"bench/{method}.json", files.directory / cell.replace("/", "-"))
+            path = Store(uri).download_artifact(run_id, f"bench/{method}.json", files.directory / cell.replace("/", "-"))
             rounds[cell] = np.array(json.loads(path.read_text())["round_medians_ms"])
         ghost = cells["ghost/pan/conv"]
         ratios = rounds["c3/pan/conv"] / rounds["ghost/pan/conv"]
@@ -216,7 +219,7 @@ def test_fewer_flops_but_slower_is_named_and_rank_correlation_follows_scipy() ->
 
 def test_an_unreadable_round_medians_file_is_named_and_skipped(tmp_path, capsys) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = tracking.RunTracker.start(uri, "badbench", run_name="c3-pan-conv-s0",
+    run = RunTracker.start(Store(uri), "badbench", run_name="c3-pan-conv-s0",
                                     tags={"backbone": "c3", "neck": "pan", "operator": "conv"}, params={})
     run.log_metrics({f"bench/{M}/median_ms": 10.0, f"bench/{M}/ci_low_ms": 9.0, f"bench/{M}/ci_high_ms": 11.0})
     bad = tmp_path / f"{M}.json"

@@ -20,9 +20,11 @@ from PIL import Image
 
 from scipy import stats
 
-from lightyolo import tracking
 from lightyolo.report.cli import ReportOptions, main, parse_options, write_report
 from lightyolo.report.collect import UsageError
+from lightyolo.store.client import Store
+from lightyolo.store.locks import default_tracking_uri
+from lightyolo.store.runs import RunTracker, flatten
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "tiny-ablation"
@@ -57,7 +59,7 @@ def final_metrics(map50_95: float, gflops: float, latency: float, params: int) -
 
 
 def start_run(uri: str, variant: str, seed: int, *, experiment: str = EXPERIMENT,
-              epochs: int = 2, extra_tags: dict | None = None) -> tracking.RunTracker:
+              epochs: int = 2, extra_tags: dict | None = None) -> RunTracker:
     backbone, neck, operator = variant.split("/")
     config = {
         "model": {"scale": "n"},
@@ -71,9 +73,9 @@ def start_run(uri: str, variant: str, seed: int, *, experiment: str = EXPERIMENT
         "seed": seed, "config_hash": f"{variant}-{seed}", "sweep_id": "sweep-1",
         "git_sha": "abc1234", "lightyolo_version": "0.1.0", **(extra_tags or {}),
     }
-    return tracking.RunTracker.start(
-        uri, experiment, run_name=f"{backbone}-{neck}-{operator}-s{seed}", tags=tags,
-        params=tracking.flatten(config),
+    return RunTracker.start(
+        Store(uri), experiment, run_name=f"{backbone}-{neck}-{operator}-s{seed}", tags=tags,
+        params=flatten(config),
     )
 
 
@@ -81,7 +83,7 @@ def start_run(uri: str, variant: str, seed: int, *, experiment: str = EXPERIMENT
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(directory holding mlflow.db, its URI), the sweep above logged into it."""
     root = tmp_path_factory.mktemp("store")
-    uri = tracking.default_tracking_uri(root)
+    uri = default_tracking_uri(root)
     for variant, seeds in COMPLETED.items():
         for seed, values in enumerate(seeds):
             run = start_run(uri, variant, seed)
@@ -91,7 +93,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             run.set_tags({"latency_device": "cpu", "latency_threads": "2", "latency_batch": "1"})
             run.finish("completed")
     start_run(uri, FAILED, 0).finish("failed", error=f"Traceback ...\n{ERROR}")
-    tracking.ensure_experiment(uri, "empty")
+    Store(uri).ensure_experiment("empty")
     return root, uri
 
 
@@ -262,7 +264,7 @@ def test_cli_subprocess_writes_the_same_table_and_logs_a_report_run(store, repor
         pd.read_csv(written / "ablation.csv"), pd.read_csv(report.variants_csv)
     )
     # The second report replaced the first: one report run per experiment (no sweep here).
-    reports = tracking.runs_frame(uri, EXPERIMENT).query("`tags.kind` == 'report'")
+    reports = Store(uri).runs_frame(EXPERIMENT).query("`tags.kind` == 'report'")
     assert list(reports["run_name"]) == [f"report-{EXPERIMENT}"]
 
 

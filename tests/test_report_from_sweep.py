@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lightyolo.tracking import runs_frame
 
 from conftest import REPO
+from lightyolo.store.client import Store
 
 # report column → the logged metric it aggregates (store/schema.py; smoke cells have a test split)
 METRICS = {"map50": "test/map50", "map50_95": "test/map50_95", "gflops": "gflops", "params_m": "params_m",
@@ -46,7 +46,7 @@ def test_report_of_a_real_sweep_matches_the_mlflow_metrics(swept_store: Path, tm
     variants = pd.read_csv(folder / "ablation.csv")
     assert sorted(variants["neck"]) == ["pan", "slim"]
 
-    runs = runs_frame(uri, "smoke")
+    runs = Store(uri).runs_frame("smoke")
     cells = runs[(runs["tags.status"] == "completed") & runs["tags.kind"].isna()]  # not the sweep or report runs
     assert len(cells) == 4
     for neck, group in cells.groupby("tags.neck"):

@@ -16,7 +16,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from lightyolo import pipeline
-from lightyolo.tracking import HEARTBEAT_TAG, OWNER_PID_TAG, metric_history, runs_frame
+from lightyolo.store.client import Store
+from lightyolo.store.schema import HEARTBEAT_TAG, OWNER_PID_TAG
 
 from conftest import CONF_DIR, REPO, compose_config, tiny_overrides
 
@@ -65,14 +66,14 @@ def test_a_live_cell_is_left_alone_and_a_killed_one_resumed(tmp_path: Path) -> N
             time.sleep(0.2)
         assert (out / "weights" / "last.pt").exists(), "the first run never wrote a checkpoint"
         pause_outside_store_lock(child.pid, tmp_path / "mlflow.db")
-        (first,) = runs_frame(uri, "lightyolo").to_dict("records")
+        (first,) = Store(uri).runs_frame("lightyolo").to_dict("records")
         assert first["mlflow_status"] == "RUNNING" and first[f"tags.{OWNER_PID_TAG}"] == str(child.pid)
         assert float(first[f"tags.{HEARTBEAT_TAG}"]) > time.time() - 120
 
         second = pipeline.run(compose_config(overrides), output_dir=tmp_path / "second")
         assert (second.status, second.run_id) == ("running elsewhere", first["run_id"])
         assert child.poll() is None
-        (still,) = runs_frame(uri, "lightyolo").to_dict("records")
+        (still,) = Store(uri).runs_frame("lightyolo").to_dict("records")
         assert still["mlflow_status"] == "RUNNING" and still["tags.status"] == "running"
         assert not (tmp_path / "second").exists()
     finally:
@@ -81,9 +82,9 @@ def test_a_live_cell_is_left_alone_and_a_killed_one_resumed(tmp_path: Path) -> N
 
     resumed = pipeline.run(compose_config(overrides), output_dir=tmp_path / "third")
     assert (resumed.status, resumed.run_id) == ("completed", first["run_id"])
-    (done,) = runs_frame(uri, "lightyolo").to_dict("records")
+    (done,) = Store(uri).runs_frame("lightyolo").to_dict("records")
     assert done["mlflow_status"] == "FINISHED" and done["tags.status"] == "completed"
     assert int(done["tags.resumed_from_epoch"]) >= 1
     assert done[f"tags.{OWNER_PID_TAG}"] == str(os.getpid())  # the new owner
-    steps = {step for step, _ in metric_history(uri, resumed.run_id, "train/box_loss")}
+    steps = {step for step, _ in Store(uri).metric_history(resumed.run_id, "train/box_loss")}
     assert steps == set(range(1, EPOCHS + 1))

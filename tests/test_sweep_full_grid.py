@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lightyolo.tracking import runs_frame
 
 from conftest import REPO
+from lightyolo.store.client import Store
 
 
 @pytest.mark.slow
@@ -25,7 +25,7 @@ def test_all_sixteen_cells_train_evaluate_and_log(tmp_path: Path) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=3600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = Store(f"sqlite:///{store}").runs_frame("smoke")
     runs = runs[runs["tags.kind"].isna()]  # the cells, not the sweep's parent run
     assert len(runs) == 16 and (runs["tags.status"] == "completed").all()
     cells = set(zip(runs["tags.backbone"], runs["tags.neck"], runs["tags.operator"]))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from lightyolo.sweep import CellResult, count_cells, progress_line, read_results, summary_table
-from lightyolo.tracking import metric_history, runs_frame
+from lightyolo.store.client import Store
 
 from conftest import REPO, compose_config
 
@@ -23,7 +23,7 @@ SWEEPS = REPO / "sweeps"
 
 def cell_runs(store: Path) -> pd.DataFrame:
     """The runs of the smoke experiment's cells (not the sweeps' parent runs, kind=sweep)."""
-    runs = runs_frame(f"sqlite:///{store}", "smoke")
+    runs = Store(f"sqlite:///{store}").runs_frame("smoke")
     return runs[runs["tags.kind"].isna()] if "tags.kind" in runs else runs
 
 
@@ -99,7 +99,7 @@ def test_a_sweep_killed_mid_cell_resumes_that_cell_from_its_checkpoint(
     assert completed_per_cell(runs).to_dict() == {"c3-pan-conv-s0": 1, "c3-slim-conv-s0": 1}
     resumed = runs[runs["run_name"] == "c3-slim-conv-s0"].iloc[0]
     assert int(resumed["tags.resumed_from_epoch"]) > 0
-    steps = [step for step, _ in metric_history(f"sqlite:///{store}", resumed["run_id"], "train/box_loss")]
+    steps = [step for step, _ in Store(f"sqlite:///{store}").metric_history(resumed["run_id"], "train/box_loss")]
     assert sorted(set(steps)) == [1, 2, 3, 4]
 
 
@@ -131,7 +131,7 @@ def test_the_same_seed_gives_the_same_losses_and_map(tiny_config) -> None:
     second = pipeline.run(cfg)
     uri = cfg.mlflow.tracking_uri
     for key in ("train/box_loss", "train/obj_loss", "train/cls_loss"):
-        assert metric_history(uri, first.run_id, key) == metric_history(uri, second.run_id, key)
+        assert Store(uri).metric_history(first.run_id, key) == Store(uri).metric_history(second.run_id, key)
     assert first.metrics["map50_95"] == second.metrics["map50_95"]
     assert first.metrics["map50"] == second.metrics["map50"]
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from lightyolo.sweep import sweep_grid
-from lightyolo.tracking import ui_link
+from lightyolo.store.ui import ui_link
 
 
 def test_the_grid_is_the_sweep_files_params_with_the_command_lines_sweeps() -> None:

@@ -20,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lightyolo.cell_result import read_results
-from lightyolo.tracking import metric_history, runs_frame
+from lightyolo.store.client import Store
 
 from conftest import REPO
 
@@ -48,7 +48,7 @@ class History:
     skipped: subprocess.CompletedProcess
 
     def runs(self) -> pd.DataFrame:
-        return runs_frame(self.uri, EXPERIMENT)
+        return Store(self.uri).runs_frame(EXPERIMENT)
 
 
 def command(uri: str, root: Path, name: str) -> list[str]:
@@ -88,7 +88,7 @@ def history(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> H
     # 2: resumes what was cut off; 3: finds both cells completed.
     resumed = launch(tracking_server, root, "resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    before_skip = len(cell_runs(runs_frame(tracking_server, EXPERIMENT)))
+    before_skip = len(cell_runs(Store(tracking_server).runs_frame(EXPERIMENT)))
     skipped = launch(tracking_server, root, "skipped")
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     # The kill reached the workers too: nothing finished a cut-off cell in the old sweep.
@@ -119,7 +119,7 @@ def test_every_cell_completes_once_and_the_cut_off_cell_resumes_its_run(history:
     for name in history.cut_off:
         run = completed[completed["run_name"] == name].iloc[0]
         assert int(run["tags.resumed_from_epoch"]) > 0
-        steps = [step for step, _ in metric_history(history.uri, run["run_id"], "train/box_loss")]
+        steps = [step for step, _ in Store(history.uri).metric_history(run["run_id"], "train/box_loss")]
         assert sorted(set(steps)) == list(range(1, EPOCHS + 1))
 
     sweeps = sweep_runs(runs)

@@ -43,7 +43,6 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from lightyolo import tracking
 from lightyolo.bench.runtimes import (
     Deployment, Pass, RuntimeUnavailable, build_deployments, configure_threads, device_name,
 )
@@ -51,6 +50,10 @@ from lightyolo.deploy.calibration import DEFAULT_IMAGES, read_dataset_spec, trai
 from lightyolo.deploy.runtime import Calibration, Exported, Unsupported
 from lightyolo.bench.stage import CI_METHOD, Summary, interleaved_timings, summarise
 from lightyolo.export import ONNX_ARTIFACT, ExportError, fuse_batchnorm, load_run
+from lightyolo.store.client import Store
+from lightyolo.store.health import require_store
+from lightyolo.store.queries import completed_runs
+from lightyolo.store.runs import RunTracker
 
 MEMORY_FORMAT = "contiguous NCHW"
 DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8 (post-training quantized)"}
@@ -200,8 +203,8 @@ def bench_runs(
 ) -> list[CellResult]:
     """Bench the completed cells of `experiment` (or only `run_ids`) and record the figures."""
     try:
-        tracking.require_store(tracking_uri)
-        runs = tracking.completed_runs(tracking_uri, experiment)
+        require_store(tracking_uri)
+        runs = completed_runs(Store(tracking_uri), experiment)
     except ValueError as err:
         raise BenchError(str(err)) from None
     if run_ids:
@@ -247,10 +250,8 @@ def bench_runs(
             log(f"bench: {run_names[run_id]} × {key}: unsupported ({reason})")
         for run in runs:
             exportable = models[run.run_id][1] == own_size[run.run_id] and settings.batch == 1
-            if run.run_id in onnx_files and exportable and not tracking.run_has_artifact(
-                tracking_uri, run.run_id, ONNX_ARTIFACT
-            ):
-                tracking.log_exported_model(tracking_uri, run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
+            if run.run_id in onnx_files and exportable and not Store(tracking_uri).has_artifact(run.run_id, ONNX_ARTIFACT):
+                Store(tracking_uri).log_exported_model(run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
         timings = interleaved_timings(
             deployed.passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
             seed=settings.seed, clock=clock, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),
@@ -275,7 +276,7 @@ def bench_runs(
             tags[f"bench/{method}"] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
             measured.append(CellResult(run.run_id, run.run_name, method, summary, times))
         results += measured
-        recorder = tracking.RunTracker(tracking_uri, run.run_id)
+        recorder = RunTracker(Store(tracking_uri), run.run_id)
         recorder.log_metrics(metrics)
         recorder.set_tags(tags)
         for result in measured:

@@ -24,12 +24,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lightyolo import tracking
 from lightyolo.deploy.accuracy import PREPROCESSING, EvalOptions, evaluate_on_split
 from lightyolo.deploy.calibration import DEFAULT_IMAGES, read_dataset_spec, training_calibration
 from lightyolo.deploy.registry import build_runtime
 from lightyolo.deploy.runtime import PRECISIONS, Exported, RuntimeUnavailable, Session, Unsupported
 from lightyolo.export import ExportError, fuse_batchnorm, load_run
+from lightyolo.store.client import Store
+from lightyolo.store.health import require_store
+from lightyolo.store.queries import completed_runs
+from lightyolo.store.runs import RunTracker
 
 DEFAULT_RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
 
@@ -128,8 +131,8 @@ def deploy_runs(
     try:
         for name in settings.runtimes:
             build_runtime(name, "cpu", settings.threads)
-        tracking.require_store(tracking_uri)
-        runs = tracking.completed_runs(tracking_uri, experiment)
+        require_store(tracking_uri)
+        runs = completed_runs(Store(tracking_uri), experiment)
     except (RuntimeUnavailable, ValueError) as err:
         raise DeployError(str(err)) from None
     if run_ids:
@@ -149,7 +152,7 @@ def deploy_runs(
             figures = deploy_cell(config, model, run.run_name, settings, Path(tmp) / "deployed", log=log)
         metrics = {f"deploy/{key}/{name}": value for key, (m5095, m50, _) in figures.items()
                    for name, value in (("map50_95", m5095), ("map50", m50)) if value is not None}
-        recorder = tracking.RunTracker(tracking_uri, run.run_id)
+        recorder = RunTracker(Store(tracking_uri), run.run_id)
         recorder.log_metrics(metrics)
         recorder.set_tags({f"deploy/{key}": json.dumps(how) for key, (_, _, how) in figures.items()})
         results += [DeployResult(run.run_id, run.run_name, key, m5095, m50, how)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from lightyolo import tracking
 from lightyolo.cli import key_value_command
 from lightyolo.report.aggregate import (
     Baseline,
@@ -29,14 +28,16 @@ from lightyolo.report.aggregate import (
     aggregate_variants,
     included_runs,
 )
-from lightyolo.report.collect import (
-    REPORT_KIND, ReportError, UsageError, newest_experiment, read_runs, read_runs_csv,
-)
+from lightyolo.report.collect import ReportError, UsageError, newest_experiment, read_runs, read_runs_csv
 from lightyolo.report.sequential import SequentialDesign
 from lightyolo.report.deployment import write_deployment
 from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
 from lightyolo.settings import tracking_uri
+from lightyolo.store import schema
+from lightyolo.store.client import Store
+from lightyolo.store.queries import runs_named, sweep_parent_run
+from lightyolo.store.runs import RunTracker
 
 USAGE = """usage: python -m lightyolo.report [key=value ...]
 
@@ -137,7 +138,7 @@ def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFi
     directory.mkdir(parents=True, exist_ok=True)
     plots = tradeoff_plots(variants, directory)
     # runs.csv keeps no deployment figures: a report rebuilt from it has no deployment section
-    raw = pd.DataFrame() if options.runs_csv else tracking.runs_frame(uri, experiment)
+    raw = pd.DataFrame() if options.runs_csv else Store(uri).runs_frame(experiment)
     deployment, deployment_tables = write_deployment(runs, variants, raw, str(baseline), directory)
     files = ReportFiles(
         experiment=experiment,
@@ -191,19 +192,20 @@ def runs_with_use(runs: pd.DataFrame) -> pd.DataFrame:
 def _log_report_run(uri: str, experiment: str, baseline: Baseline, files: ReportFiles, sweeps: set[str]) -> None:
     """The report as a run of its own, replacing the earlier one of its name: under the sweep
     its runs came from (and its files on that sweep's parent run too), else at the top."""
-    parent = tracking.sweep_parent_run(uri, experiment, next(iter(sweeps))) if len(sweeps) == 1 else None
+    store = Store(uri)
+    parent = sweep_parent_run(store, experiment, next(iter(sweeps))) if len(sweeps) == 1 else None
     sweep_run_id, name = (parent[0], f"report-{parent[1]}") if parent else (None, f"report-{experiment}")
-    for earlier in tracking.runs_named(uri, experiment, name, REPORT_KIND):
-        tracking.RunTracker(uri, earlier).discard()
-    tracker = tracking.RunTracker.start(
-        uri, experiment, run_name=name, tags={tracking.KIND_TAG: REPORT_KIND},
+    for earlier in runs_named(store, experiment, name, schema.REPORT_KIND):
+        RunTracker(store, earlier).discard()
+    tracker = RunTracker.start(
+        store, experiment, run_name=name, tags={schema.KIND_TAG: schema.REPORT_KIND},
         params={"baseline": str(baseline)}, parent_run_id=sweep_run_id,
     )
-    targets = [tracker] + ([tracking.RunTracker(uri, sweep_run_id)] if sweep_run_id else [])
+    targets = [tracker] + ([RunTracker(store, sweep_run_id)] if sweep_run_id else [])
     for target in targets:
         for path in files.all():
-            target.log_artifact(path, "report")
-    tracker.finish("completed")
+            target.log_artifact(path, schema.REPORT_ARTIFACT_DIR)
+    tracker.finish(schema.COMPLETED)
 
 
 def print_report(argv: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 Reads what docs/mlflow.md promises (tags `backbone`/`neck`/`operator`/`head`/
 `dataset`/`seed`/`status`/`error`; a run from before the head group has YOLOv5's head, `v5`, params `model.scale` and `train.img_size`, the final
-metrics) out of `tracking.runs_frame`, drops the runs that are no cell — the report's own
+metrics) out of `Store.runs_frame`, drops the runs that are no cell — the report's own
 (tag `kind=report`) and the sweeps' parent runs (`kind=sweep`) — and settles each run's status: the `status` tag when it is final, else MLflow's own FAILED /
 KILLED, else "running" (a run still going, or cut off, has no final status).
 """
@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lightyolo import identity, tracking
+from lightyolo import identity
 from lightyolo.store import schema
+from lightyolo.store.client import Store
+from lightyolo.store.health import StoreUnavailable, require_store
+from lightyolo.store.locks import sqlite_path
 from lightyolo.configs import DEFAULT_HEAD
 
 # The coordinates of a variant: one row of the main table per distinct value.
@@ -89,8 +92,7 @@ CODE_ITEM = "code"
 BENCH_PARTS: tuple[str, ...] = ("median_ms", "ci_low_ms", "ci_high_ms")
 
 UNKNOWN = "-"  # shown for a coordinate a run did not log
-REPORT_KIND = "report"
-NOT_CELLS = (REPORT_KIND, tracking.SWEEP_KIND)  # `kind` tags of runs that trained nothing
+NOT_CELLS = (schema.REPORT_KIND, schema.SWEEP_KIND)  # `kind` tags of runs that trained nothing
 FINAL_STATUSES = ("completed", "failed")
 
 
@@ -106,7 +108,7 @@ def read_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The runs of `experiment` as `runs_table` rows; raises ReportError when unreadable."""
     try:
         _require_store(tracking_uri)
-        raw = tracking.runs_frame(tracking_uri, experiment)
+        raw = Store(tracking_uri).runs_frame(experiment)
     except ValueError as err:
         raise ReportError(str(err)) from err
     except Exception as err:  # MLflow's errors (a server that does not answer), unimported here
@@ -121,7 +123,7 @@ def newest_experiment(tracking_uri: str) -> str:
     except ValueError as err:
         raise ReportError(str(err)) from err
     try:
-        names = tracking.experiment_names(tracking_uri)
+        names = Store(tracking_uri).experiment_names()
     except Exception as err:  # as in read_runs
         raise _unreadable(tracking_uri, err) from err
     if not names:
@@ -130,11 +132,11 @@ def newest_experiment(tracking_uri: str) -> str:
 
 
 def _require_store(tracking_uri: str) -> None:
-    """`tracking.require_store`; a server that does not answer reads as `_unreadable`."""
+    """`store.health.require_store`; a server that does not answer reads as `_unreadable`."""
     try:
-        tracking.require_store(tracking_uri)
-    except tracking.StoreUnavailable as err:
-        if tracking.sqlite_path(tracking_uri) is not None:
+        require_store(tracking_uri)
+    except StoreUnavailable as err:
+        if sqlite_path(tracking_uri) is not None:
             raise
         raise _unreadable(tracking_uri, err) from err
 
@@ -147,7 +149,7 @@ def _unreadable(tracking_uri: str, err: Exception) -> ReportError:
 
 
 def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
-    """`tracking.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
+    """`Store.runs_frame` output → run_id, run_name, start_time, status, the RUN_FIELDS
     columns, one float column per final metric (NaN where not logged), `recipe_items` (dict)
     and `recipe` (its digest: runs of one report row share it), `head_recipe` (the loss items
     a head brings when heads are compared, `head_recipes`), `val_is_train`,
@@ -158,7 +160,7 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
                    "recipe_items", "recipe", "head_recipe", "val_is_train", "requested_cells"]
         return pd.DataFrame(columns=columns)
     raw = raw.reset_index(drop=True)
-    kind = f"tags.{tracking.KIND_TAG}"
+    kind = f"tags.{schema.KIND_TAG}"
     requested = sweep_cells(raw)
     if kind in raw:
         raw = raw[~raw[kind].fillna("").isin(NOT_CELLS)].reset_index(drop=True)
@@ -200,10 +202,10 @@ def sweep_cells(raw: pd.DataFrame) -> dict[str, frozenset[tuple[str, ...]]]:
     product of its parent run's `grid` values, a factor the grid does not sweep (or sweeps
     with a Hydra function such as `choice(...)`) taking the values of the sweep's own cells.
     What the report calls missing: a cell asked for that has no run."""
-    kind, grid, where = f"tags.{tracking.KIND_TAG}", "params.grid", "params.sweep_dir"
+    kind, grid, where = f"tags.{schema.KIND_TAG}", "params.grid", "params.sweep_dir"
     if not {kind, grid, where} <= set(raw.columns):
         return {}
-    parents = raw[(raw[kind] == tracking.SWEEP_KIND) & raw[grid].notna() & raw[where].notna()]
+    parents = raw[(raw[kind] == schema.SWEEP_KIND) & raw[grid].notna() & raw[where].notna()]
     cells: dict[str, frozenset[tuple[str, ...]]] = {}
     for _, parent in parents.iterrows():
         try:
@@ -359,10 +361,11 @@ def with_round_medians(runs: pd.DataFrame, tracking_uri: str) -> pd.DataFrame:
 
 def _read_round_medians(tracking_uri: str, run_id: str, method: str) -> list[float] | None:
     path = f"bench/{method}.json"
-    if not tracking.run_has_artifact(tracking_uri, run_id, path):
+    store = Store(tracking_uri)
+    if not store.has_artifact(run_id, path):
         return None
     with tempfile.TemporaryDirectory(prefix="lightyolo-report-") as tmp:
-        local = tracking.download_run_artifact(tracking_uri, run_id, path, tmp)
+        local = store.download_artifact(run_id, path, tmp)
         try:
             values = json.loads(local.read_text(encoding="utf-8"))["round_medians_ms"]
             medians = [float(v) for v in values]

@@ -23,12 +23,57 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# --- What a run is ------------------------------------------------------------------------
+# A cell's run has no `kind` tag; the runs that trained nothing say what they are.
+KIND_TAG = "kind"
+SWEEP_KIND = "sweep"  # the parent run of one multirun; its cells nest under it
+REPORT_KIND = "report"  # `python -m lightyolo.report`'s run (tables, plots, runs.csv)
+REPORT_ARTIFACT_DIR = "report"  # where the report run (and its sweep's parent run) keeps its files
+PARENT_RUN_TAG = "mlflow.parentRunId"  # how the UI nests a run under another, across processes
+
+# --- A run's lifecycle (tag `status`) -----------------------------------------------------
+STATUS_TAG = "status"
+RUNNING = "running"
+RESUMED = "resumed"  # a cell continued from its last.pt (tag `resumed_from_epoch`)
+COMPLETED = "completed"
+FAILED = "failed"  # with tag `error`
+INTERRUPTED = "interrupted"  # stopped by a signal or a failed write: a rerun resumes it
+ERROR_TAG = "error"
+RESUMED_FROM_TAG = "resumed_from_epoch"
+
+# --- Who owns a running run (a rerun leaves a RUNNING run alone while its owner lives) -----
+OWNER_HOST_TAG = "owner.host"
+OWNER_PID_TAG = "owner.pid"
+HEARTBEAT_TAG = "owner.heartbeat"  # unix seconds of the owner's last sign of life
+CLAIMED_RUN_TAG = "run_id"  # on a claim record (cell_claim.py): the run its holder opened
+
+# --- A cell's identity and provenance (docs/design.md, "Cell identity") ---------------------
+CONFIG_HASH_TAG = "config_hash"  # everything that changes the result, code included
+RECIPE_HASH_TAG = "recipe_hash"  # the same without the code: cells kept across code versions
+VARIANT_HASH_TAG = "variant_hash"  # the cell without its seed: its seeds share it
+CODE_IDENTITY_TAG = "code_identity"
+SEED_TAG = "seed"
+SWEEP_ID_TAG = "sweep_id"  # the multirun directory a cell was launched from
+OUTPUT_DIR_TAG = "output_dir"  # where the cell's files are on the machine that trained it
+GIT_SHA_TAG = "git_sha"
+VERSION_TAG = "lightyolo_version"
+# The group choices, logged as tags and as params under their own names (`backbone=ghost`).
+GROUP_PARAMS: tuple[str, ...] = ("backbone", "neck", "operator", "dataset", "head")
+
 # The COCO figures of an evaluation (eval/coco.py's stats), logged under `<split>/`.
 COCO_METRICS: tuple[str, ...] = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
 VAL_BEST = "val_best"
 QUICK = "quick"
 QUICK_METRICS: tuple[str, ...] = ("latency_ms", "latency_p90_ms", "fps")
 EVAL_SPLIT_TAG = "eval_split"
+# The model's own measurements and the run's costs (metrics).
+PARAMS = "params"
+PARAMS_M = "params_m"
+GFLOPS = "gflops"  # at the run's image size
+GFLOPS_640 = "gflops_640"
+TRAIN_SECONDS = "train_seconds"
+TRAIN_IMAGES_PER_S = "train_images_per_s"
+EVAL_SECONDS = "eval_seconds"
 
 # The sweep parent run's summary (metrics), and the tag naming its best cell.
 SWEEP_CELLS = "sweep/cells"

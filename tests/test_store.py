@@ -1,4 +1,4 @@
-"""tracking.py against a real SQLite MLflow store: the experiment kind, name checks, parent
+"""lightyolo.store against a real SQLite MLflow store: the experiment kind, name checks, parent
 runs, dataset inputs, source tags, group params, ONNX models, and who owns a running cell."""
 
 from __future__ import annotations
@@ -15,26 +15,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from onnx import TensorProto, helper
 
-from lightyolo import tracking
-from lightyolo.tracking import (
-    HEARTBEAT_TAG,
-    OWNER_HOST_TAG,
-    OWNER_PID_TAG,
-    RunTracker,
-    cell_params,
-    check_experiment_name,
-    ensure_experiment,
-    log_onnx_model,
-    runs_named,
-    sweep_parent_run,
-    owner_is_alive,
-    owner_tags,
-    pid_alive,
-    runs_frame,
-    runs_with_hash,
-    source_tags,
-    start_sweep_run,
-)
+from lightyolo.store.client import Store, check_experiment_name
+from lightyolo.store.ownership import owner_is_alive, owner_tags, pid_alive
+from lightyolo.store.queries import runs_named, runs_with_hash, sweep_parent_run
+from lightyolo.store.runs import PARENT_RUN_ENV, RunTracker, cell_params, parent_run_id_from_env, source_tags, start_sweep_run
+from lightyolo.store.schema import HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +36,17 @@ def exp(request: pytest.FixtureRequest) -> str:
 
 def test_experiments_open_on_the_training_view_new_and_old_ones(store: str, exp: str) -> None:
     client = MlflowClient(store)
-    fresh = ensure_experiment(store, exp + "-fresh")
+    fresh = Store(store).ensure_experiment(exp + "-fresh")
     assert client.get_experiment(fresh).tags["mlflow.experimentKind"] == "custom_model_development"
     old = client.create_experiment(exp + "-old")  # as made before the tag existed
-    assert ensure_experiment(store, exp + "-old") == old
+    assert Store(store).ensure_experiment(exp + "-old") == old
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_experiments_carry_the_view_that_shows_the_answer_first(store: str, exp: str) -> None:
     """The shared view state a printed UI link opens: the test mAP column first, then size,
     compute and the quick latency, as the UI's column ids."""
-    experiment = MlflowClient(store).get_experiment(ensure_experiment(store, exp))
+    experiment = MlflowClient(store).get_experiment(Store(store).ensure_experiment(exp))
     state = json.loads(experiment.tags["mlflow.sharedViewState.lightyolo"])
     assert state["selectedColumns"][:5] == [
         "metrics.`test/map50_95`", "metrics.`test/map50`", "metrics.`params_m`", "metrics.`gflops_640`",
@@ -75,7 +60,7 @@ def test_experiment_names_that_would_leave_the_artifact_root_are_refused(
 ) -> None:
     store = tmp_path / "store" / "mlflow.db"
     with pytest.raises(ValueError, match=r"experiment=.*expected a name without '/'"):
-        ensure_experiment(f"sqlite:///{store}", name)
+        Store(f"sqlite:///{store}").ensure_experiment(name)
     assert not list(tmp_path.rglob("*"))  # refused before anything was written
 
 
@@ -85,42 +70,42 @@ def test_ordinary_experiment_names_pass_unchanged() -> None:
 
 
 def test_cells_nest_under_the_sweep_run_and_the_summary_lands_on_it(store: str, exp: str) -> None:
-    sweep = start_sweep_run(store, exp, name="sweep-smoke", tags={"sweep_id": "s1"},
+    sweep = start_sweep_run(Store(store), exp, name="sweep-smoke", tags={"sweep_id": "s1"},
                             params={"overrides": "neck=pan,slim"})
     cells = [
-        RunTracker.start(store, exp, run_name=f"c3-{neck}-conv-s0", tags={"sweep_id": "s1"},
+        RunTracker.start(Store(store), exp, run_name=f"c3-{neck}-conv-s0", tags={"sweep_id": "s1"},
                          params={}, parent_run_id=sweep.run_id)
         for neck in ("pan", "slim")
     ]
-    alone = RunTracker.start(store, exp, run_name="single", tags={}, params={})
+    alone = RunTracker.start(Store(store), exp, run_name="single", tags={}, params={})
     sweep.log_text("cell  mAP50-95\nc3-pan  0.1\n", "summary.txt")
     for run in (*cells, alone, sweep):
         run.finish("completed")
 
-    runs = runs_frame(store, exp).set_index("run_name")
+    runs = Store(store).runs_frame(exp).set_index("run_name")
     assert set(runs.loc[["c3-pan-conv-s0", "c3-slim-conv-s0"], "tags.mlflow.parentRunId"]) == {sweep.run_id}
     assert runs.loc["single"].isna()["tags.mlflow.parentRunId"]
     assert runs.loc["sweep-smoke", "tags.kind"] == "sweep"
     assert runs.loc["sweep-smoke", "params.overrides"] == "neck=pan,slim"
-    assert sweep_parent_run(store, exp, "s1") == (sweep.run_id, "sweep-smoke")
-    assert sweep_parent_run(store, exp, "s2") is None
+    assert sweep_parent_run(Store(store), exp, "s1") == (sweep.run_id, "sweep-smoke")
+    assert sweep_parent_run(Store(store), exp, "s2") is None
     local = MlflowClient(store).download_artifacts(sweep.run_id, "summary.txt")
     assert "mAP50-95" in Path(local).read_text()
 
 
 def test_runs_are_found_by_name_and_kind(store: str, exp: str) -> None:
-    assert runs_named(store, exp, "report-x", "report") == []
-    first = RunTracker.start(store, exp, run_name="report-x", tags={"kind": "report"}, params={})
-    RunTracker.start(store, exp, run_name="report-x", tags={}, params={})  # no report
-    RunTracker.start(store, exp, run_name="report-y's", tags={"kind": "report"}, params={})
-    assert runs_named(store, exp, "report-x", "report") == [first.run_id]
-    assert len(runs_named(store, exp, "report-y's", "report")) == 1
+    assert runs_named(Store(store), exp, "report-x", "report") == []
+    first = RunTracker.start(Store(store), exp, run_name="report-x", tags={"kind": "report"}, params={})
+    RunTracker.start(Store(store), exp, run_name="report-x", tags={}, params={})  # no report
+    RunTracker.start(Store(store), exp, run_name="report-y's", tags={"kind": "report"}, params={})
+    assert runs_named(Store(store), exp, "report-x", "report") == [first.run_id]
+    assert len(runs_named(Store(store), exp, "report-y's", "report")) == 1
     first.discard()
-    assert runs_named(store, exp, "report-x", "report") == []
+    assert runs_named(Store(store), exp, "report-x", "report") == []
 
 
 def test_the_dataset_is_an_input_of_the_run(store: str, exp: str, tmp_path: Path) -> None:
-    run = RunTracker.start(store, exp, run_name="cell", tags={}, params={})
+    run = RunTracker.start(Store(store), exp, run_name="cell", tags={}, params={})
     digest = "f" * 64  # longer than MLflow keeps
     run.log_dataset(name="coco128", digest=digest, source=str(tmp_path / "coco128"),
                     splits={"train": 128, "val": 128})
@@ -164,8 +149,8 @@ def tiny_onnx(path: Path) -> Path:
 
 
 def test_an_onnx_file_becomes_a_model_of_the_run(store: str, exp: str, tmp_path: Path) -> None:
-    run = RunTracker.start(store, exp, run_name="cell", tags={}, params={})
-    uri = log_onnx_model(store, run.run_id, tiny_onnx(tmp_path / "model.onnx"))
+    run = RunTracker.start(Store(store), exp, run_name="cell", tags={}, params={})
+    uri = Store(store).log_onnx_model(run.run_id, tiny_onnx(tmp_path / "model.onnx"))
     run.finish("completed")
     client = MlflowClient(store)
     model = client.get_logged_model(uri.removeprefix("models:/"))
@@ -182,25 +167,26 @@ def test_an_onnx_file_becomes_a_model_of_the_run(store: str, exp: str, tmp_path:
 
 
 def test_a_running_cell_records_its_owner_and_a_heartbeat(store: str, exp: str) -> None:
-    run = RunTracker.start(store, exp, run_name="cell", tags={"config_hash": "h"}, params={})
+    run = RunTracker.start(Store(store), exp, run_name="cell", tags={"config_hash": "h"}, params={})
     run.start_heartbeat(interval_s=0.2)
-    first = float(runs_with_hash(store, exp, "h")[0].tags[HEARTBEAT_TAG])
+    first = float(runs_with_hash(Store(store), exp, "h")[0].tags[HEARTBEAT_TAG])
     time.sleep(1.0)
-    past = runs_with_hash(store, exp, "h")[0]
+    past = runs_with_hash(Store(store), exp, "h")[0]
     assert float(past.tags[HEARTBEAT_TAG]) > first  # the thread beat again
     assert past.tags[OWNER_PID_TAG] == str(os.getpid())
     assert owner_is_alive(past.tags, now=time.time(), host=past.tags[OWNER_HOST_TAG])
     run.finish("completed")
     time.sleep(0.5)
-    stopped = float(runs_with_hash(store, exp, "h")[0].tags[HEARTBEAT_TAG])
+    stopped = float(runs_with_hash(Store(store), exp, "h")[0].tags[HEARTBEAT_TAG])
     time.sleep(0.5)
-    assert float(runs_with_hash(store, exp, "h")[0].tags[HEARTBEAT_TAG]) == stopped
+    assert float(runs_with_hash(Store(store), exp, "h")[0].tags[HEARTBEAT_TAG]) == stopped
 
 
 OWNER_SCRIPT = """
 import sys, time
-from lightyolo.tracking import RunTracker
-run = RunTracker.start(sys.argv[1], sys.argv[2], run_name="cell", tags={"config_hash": "k"}, params={})
+from lightyolo.store.client import Store
+from lightyolo.store.runs import RunTracker
+run = RunTracker.start(Store(sys.argv[1]), sys.argv[2], run_name="cell", tags={"config_hash": "k"}, params={})
 run.start_heartbeat(interval_s=0.5)
 print(run.run_id, flush=True)
 time.sleep(120)
@@ -214,14 +200,14 @@ def test_a_killed_owner_is_seen_gone_and_a_live_one_alive(store: str, exp: str) 
     )
     try:
         run_id = owner.stdout.readline().strip()
-        (past,) = runs_with_hash(store, exp, "k")
+        (past,) = runs_with_hash(Store(store), exp, "k")
         assert past.run_id == run_id and past.mlflow_status == "RUNNING"
         assert past.tags[OWNER_PID_TAG] == str(owner.pid)
         here = past.tags[OWNER_HOST_TAG]
         assert owner_is_alive(past.tags, now=time.time(), host=here)  # leave it alone
         owner.kill()
         owner.wait()
-        (past,) = runs_with_hash(store, exp, "k")
+        (past,) = runs_with_hash(Store(store), exp, "k")
         assert past.mlflow_status == "RUNNING"  # as a SIGKILL leaves it
         assert not owner_is_alive(past.tags, now=time.time(), host=here)  # cut off: resume it
         # From another host the pid cannot be checked: the heartbeat decides, after the timeout.
@@ -234,8 +220,9 @@ def test_a_killed_owner_is_seen_gone_and_a_live_one_alive(store: str, exp: str) 
 
 FIRST_READ_SCRIPT = """
 import sys
-from lightyolo.tracking import runs_with_hash
-print(len(runs_with_hash(sys.argv[1], "exp", "k")))
+from lightyolo.store.client import Store
+from lightyolo.store.queries import runs_with_hash
+print(len(runs_with_hash(Store(sys.argv[1]), "exp", "k")))
 """
 
 
@@ -253,7 +240,7 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     results = [reader.communicate(timeout=120) for reader in readers]
     assert [reader.returncode for reader in readers] == [0, 0, 0], [err[-300:] for _, err in results]
     assert [out.strip() for out, _ in results] == ["0"] * 3  # each read the new, empty store
-    assert runs_with_hash(store, "exp", "k") == []  # the store is whole afterwards
+    assert runs_with_hash(Store(store), "exp", "k") == []  # the store is whole afterwards
 
 
 # owner_is_alive: the pure decision, with pids given as alive or dead.
@@ -314,8 +301,8 @@ def test_pid_alive_sees_a_killed_process_as_dead_reaped_or_not() -> None:
 
 
 def test_the_parent_run_id_travels_under_lightyolos_own_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
-    assert tracking.parent_run_id_from_env() is None
-    monkeypatch.setenv(tracking.PARENT_RUN_ENV, "abc")
-    assert tracking.parent_run_id_from_env() == "abc"
-    assert tracking.PARENT_RUN_ENV != "MLFLOW_RUN_ID"
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    assert parent_run_id_from_env() is None
+    monkeypatch.setenv(PARENT_RUN_ENV, "abc")
+    assert parent_run_id_from_env() == "abc"
+    assert PARENT_RUN_ENV != "MLFLOW_RUN_ID"

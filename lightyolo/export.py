@@ -53,11 +53,9 @@ from lightyolo.configs import ConfigPathError, UnregisteredTargetError, check_re
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.settings import tracking_uri
 from lightyolo.store.client import Store
+from lightyolo.store.schema import CONFIG_ARTIFACT, ONNX_ARTIFACT, WEIGHTS_ARTIFACT
 from lightyolo.store.health import require_store
 
-ONNX_ARTIFACT = "export/model.onnx"
-CONFIG_ARTIFACT = "config.yaml"
-WEIGHTS_ARTIFACT = "weights/best.pt"
 MIN_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "detections"

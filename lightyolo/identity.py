@@ -24,6 +24,7 @@ from typing import Any
 import lightyolo
 from lightyolo.configs import GROUPS
 from lightyolo.data.records import DatasetSpec, ImageRecord
+from lightyolo.store import schema
 
 # Config keys (dotted prefixes) left out of the identity, by why they cannot change a result.
 EXECUTION_KEYS: tuple[str, ...] = (
@@ -45,8 +46,9 @@ EXECUTION_KEYS: tuple[str, ...] = (
 # head=v5 is the model every earlier cell trained).
 IMPLICIT_DEFAULTS: dict[str, Any] = {"head._target_": "lightyolo.models.heads.v5.Detect"}
 SEED_KEY = "seed"
-# The config key that keeps completed cells across code versions (default false).
-REUSE_KEY = "reuse_across_code"
+# The config key that keeps completed cells across code versions (default false); a run logs
+# it as a tag of the same name.
+REUSE_KEY = schema.REUSE_ACROSS_CODE_TAG
 DIGEST_CHARS = 16
 _CHUNK = 1 << 20
 
@@ -228,34 +230,33 @@ class CellIdentity:
     def lookup(self) -> tuple[str, str]:
         """(tag, value) a completed run of this cell is found by."""
         if self.reuse_across_code:
-            return "recipe_hash", self.recipe_hash
-        return "config_hash", self.config_hash
+            return schema.RECIPE_HASH_TAG, self.recipe_hash
+        return schema.CONFIG_HASH_TAG, self.config_hash
 
     def tags(self) -> dict[str, str]:
         return {
-            "config_hash": self.config_hash,
-            "recipe_hash": self.recipe_hash,
-            "variant_hash": self.variant_hash,
-            "code_identity": self.code_identity,
-            "dataset_fingerprint": self.dataset_fingerprint,
-            "weights_digest": self.weights_digest or "none",
-            REUSE_KEY: str(self.reuse_across_code).lower(),
+            schema.CONFIG_HASH_TAG: self.config_hash,
+            schema.RECIPE_HASH_TAG: self.recipe_hash,
+            schema.VARIANT_HASH_TAG: self.variant_hash,
+            schema.CODE_IDENTITY_TAG: self.code_identity,
+            schema.DATASET_FINGERPRINT_TAG: self.dataset_fingerprint,
+            schema.WEIGHTS_DIGEST_TAG: self.weights_digest or "none",
+            schema.REUSE_ACROSS_CODE_TAG: str(self.reuse_across_code).lower(),
         }
 
 
 def cell_identity(config: Mapping[str, Any], spec: DatasetSpec,
                   weights: str | Path | None) -> CellIdentity:
     """The identity of the cell `config` describes, with its dataset and weights file."""
-    parts = {
-        "dataset_fingerprint": dataset_fingerprint(spec),
-        "weights_digest": weights_digest(weights) if weights else None,
-    }
+    fingerprint = dataset_fingerprint(spec)
+    digest = weights_digest(weights) if weights else None
     code = code_identity()
     return CellIdentity(
-        config_hash=config_hash(config, **parts, code_identity=code),
-        recipe_hash=config_hash(config, **parts, code_identity=None),
-        variant_hash=variant_hash(config, **parts, code_identity=code),
+        config_hash=config_hash(config, dataset_fingerprint=fingerprint, weights_digest=digest, code_identity=code),
+        recipe_hash=config_hash(config, dataset_fingerprint=fingerprint, weights_digest=digest, code_identity=None),
+        variant_hash=variant_hash(config, dataset_fingerprint=fingerprint, weights_digest=digest, code_identity=code),
         code_identity=code,
         reuse_across_code=bool(config.get(REUSE_KEY, False)),
-        **parts,
+        dataset_fingerprint=fingerprint,
+        weights_digest=digest,
     )

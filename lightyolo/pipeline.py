@@ -88,8 +88,8 @@ class Fitted:
 
     def metrics(self) -> dict[str, float]:
         if self.train is None:
-            return {"train_seconds": 0.0, "train_images_per_s": 0.0}
-        return {"train_seconds": self.train.seconds, "train_images_per_s": self.train.images_per_s}
+            return {schema.TRAIN_SECONDS: 0.0, schema.TRAIN_IMAGES_PER_S: 0.0}
+        return {schema.TRAIN_SECONDS: self.train.seconds, schema.TRAIN_IMAGES_PER_S: self.train.images_per_s}
 
 
 @dataclass
@@ -112,8 +112,8 @@ class Measured:
 
     def metrics(self) -> dict[str, float]:
         return {
-            "params": float(self.params), "params_m": self.params / 1e6, "gflops": self.gflops,
-            "gflops_640": self.gflops_640,
+            schema.PARAMS: float(self.params), schema.PARAMS_M: self.params / 1e6, schema.GFLOPS: self.gflops,
+            schema.GFLOPS_640: self.gflops_640,
             **schema.quick_latency_metrics(self.latency.median_ms, self.latency.p90_ms, self.latency.fps),
         }
 
@@ -157,7 +157,7 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
         record_config(settings, tracker, out)
         log_dataset(settings, spec, cell, tracker)
         built = build(settings, spec, tracker)
-        fitted = fit(settings, built, tracker, out / "weights", resume)
+        fitted = fit(settings, built, tracker, out / schema.WEIGHTS_DIR, resume)
         final = evaluate_final(built, fitted)
         measured = measure(settings, built)
         metrics = log_results(tracker, final, fitted, measured, step=max(settings.train.epochs, 0))
@@ -304,7 +304,7 @@ def _resume_cut_off_run(
     Cut-off runs without a checkpoint are closed as failed, so each cell ends with one
     completed run."""
     for candidate in (r for r in past if r.mlflow_status == "RUNNING" or r.status == INTERRUPTED):
-        last = Path(candidate.output_dir or "") / "weights" / LAST
+        last = Path(candidate.output_dir or "") / schema.WEIGHTS_DIR / LAST
         if candidate.output_dir and last.exists():
             state = load_checkpoint(last)
             tracker = RunTracker.reopen(
@@ -357,9 +357,10 @@ def prepare_process(settings: Settings) -> None:
 def record_config(settings: Settings, tracker: RunTracker, out: Path) -> None:
     """The resolved config as `config.yaml`, beside the run and as its artifact, and the
     thread count it resolved to (with why: `train.threads=auto` depends on the machine)."""
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(settings.config))
-    tracker.log_artifact(out / "config.yaml")
-    tracker.set_tags({"threads": str(settings.execution.threads), "threads_reason": settings.execution.threads_reason})
+    (out / schema.CONFIG_ARTIFACT).write_text(OmegaConf.to_yaml(settings.config))
+    tracker.log_artifact(out / schema.CONFIG_ARTIFACT)
+    tracker.set_tags({schema.THREADS_TAG: str(settings.execution.threads),
+                      schema.THREADS_REASON_TAG: settings.execution.threads_reason})
 
 
 def log_dataset(settings: Settings, spec: DatasetSpec, cell: CellIdentity, tracker: RunTracker) -> None:
@@ -375,7 +376,7 @@ def log_dataset(settings: Settings, spec: DatasetSpec, cell: CellIdentity, track
     )
     if spec.issues:
         log.info("dataset %s: the readers counted %s", spec.name, dict(spec.issues))
-        tracker.set_tags({"data_issues": json.dumps(dict(spec.issues))})
+        tracker.set_tags({schema.DATA_ISSUES_TAG: json.dumps(dict(spec.issues))})
 
 
 def build(settings: Settings, spec: DatasetSpec, tracker: RunTracker) -> Built:
@@ -389,7 +390,7 @@ def build(settings: Settings, spec: DatasetSpec, tracker: RunTracker) -> Built:
     if settings.weights is not None:
         report = load_weights(model, settings.weights)
         log.info("weights %s: %s", settings.weights, report)
-        tracker.set_tags({"weights_transferred": str(report)})
+        tracker.set_tags({schema.WEIGHTS_TRANSFERRED_TAG: str(report)})
     test = _evaluator(settings, spec, "test", model, device) if spec.test is not None else None
     return Built(spec, model, device, _evaluator(settings, spec, "val", model, device), test)
 
@@ -442,11 +443,10 @@ def fit(
 
     def log_epoch(report: EpochReport) -> None:
         tracker.heartbeat()
-        metrics = {f"train/{k}": v for k, v in report.losses.items()}
-        metrics["lr"] = report.lr
+        metrics = {schema.train_metric(k): v for k, v in report.losses.items()}
+        metrics[schema.LEARNING_RATE] = report.lr
         if report.val is not None:
-            metrics["val/map50"] = report.val["map50"]
-            metrics["val/map50_95"] = report.val["map50_95"]
+            metrics |= schema.evaluation_metrics("val", {k: report.val[k] for k in ("map50", "map50_95")})
         tracker.log_metrics(metrics, step=report.epoch + 1)
 
     result = train(
@@ -513,27 +513,27 @@ def log_results(
         **schema.evaluation_metrics(final.split, result.metrics),
         **final.best,
         **measured.metrics(),
-        "eval_seconds": result.seconds,
-        **{f"eval_seconds/{stage}": seconds for stage, seconds in result.stage_seconds.items()},
+        schema.EVAL_SECONDS: result.seconds,
+        **{schema.eval_stage_metric(stage): seconds for stage, seconds in result.stage_seconds.items()},
         **fitted.metrics(),
     }
     tracker.log_metrics(metrics, step=step)
     latency = measured.latency
     tracker.set_tags({
-        "eval_split": final.split,
-        "latency_device": latency.device,
-        "latency_threads": str(latency.threads),
-        "latency_batch": str(latency.batch),
+        schema.EVAL_SPLIT_TAG: final.split,
+        schema.LATENCY_DEVICE_TAG: latency.device,
+        schema.LATENCY_THREADS_TAG: str(latency.threads),
+        schema.LATENCY_BATCH_TAG: str(latency.batch),
     })
-    tracker.log_json(result.predictions, "eval/predictions.json")
-    tracker.log_json(result.metrics, "eval/coco_stats.json")
+    tracker.log_json(result.predictions, schema.PREDICTIONS_ARTIFACT)
+    tracker.log_json(result.metrics, schema.COCO_STATS_ARTIFACT)
     for name in (LAST, BEST):
         if (fitted.weights_dir / name).exists():
-            tracker.log_artifact(fitted.weights_dir / name, "weights")
+            tracker.log_artifact(fitted.weights_dir / name, schema.WEIGHTS_DIR)
     log.info(
         "%s: mAP50 %.3f, mAP50-95 %.3f, %.2f M params, %.2f GFLOPs, quick latency %.1f ms (%s)",
-        final.split, result.metrics["map50"], result.metrics["map50_95"], metrics["params_m"],
-        metrics["gflops"], latency.median_ms, latency.device,
+        final.split, result.metrics["map50"], result.metrics["map50_95"], metrics[schema.PARAMS_M],
+        metrics[schema.GFLOPS], latency.median_ms, latency.device,
     )
     if final.best:
         best = schema.VAL_BEST

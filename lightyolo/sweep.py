@@ -39,9 +39,6 @@ from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_nam
 from lightyolo.pipeline import git_sha
 from lightyolo.run import cli, exit_on_bad_experiment  # the one CLI; run.py never imports this module
 from lightyolo.settings import tracking_uri
-from lightyolo.store.schema import (
-    SWEEP_BEST_CELL_TAG, SWEEP_BEST_MAP, SWEEP_CELLS, SWEEP_FAILED, SWEEP_SKIPPED, SWEEP_TRAINED,
-)
 from lightyolo.store import schema
 from lightyolo.store.client import Store
 from lightyolo.store.health import check_store
@@ -55,7 +52,6 @@ log = logging.getLogger(__name__)
 # Set by the launching process for its jobs (inherited by joblib/submitit workers).
 ENV_CELLS = "LIGHTYOLO_SWEEP_CELLS"
 ENV_START = "LIGHTYOLO_SWEEP_START"
-SUMMARY_ARTIFACT = "summary.txt"  # the end-of-sweep table, on the sweep's parent run
 
 
 def sweep_grid(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict[str, str]:
@@ -136,9 +132,9 @@ class SweepCallback(Callback):
                 Store(uri), config.experiment, name=f"sweep-{Path(sweep_dir).name}",
                 tags={schema.SWEEP_ID_TAG: sweep_dir, **source_tags(git_sha(), "lightyolo.sweep")},
                 params={
-                    "overrides": " ".join(task)[:MAX_PARAM_CHARS],
-                    "grid": json.dumps(grid, sort_keys=True)[:MAX_PARAM_CHARS],
-                    "sweep_dir": sweep_dir,
+                    schema.SWEEP_OVERRIDES_PARAM: " ".join(task)[:MAX_PARAM_CHARS],
+                    schema.SWEEP_GRID_PARAM: json.dumps(grid, sort_keys=True)[:MAX_PARAM_CHARS],
+                    schema.SWEEP_DIR_PARAM: sweep_dir,
                 },
             )
         except Exception as err:  # StoreUnavailable, or MLflow's own errors (unimported here)
@@ -185,11 +181,11 @@ class SweepCallback(Callback):
             self._parent.discard()
             print(f"nothing to train: every cell had completed; MLflow: {link}", flush=True)
             return
-        self._parent.log_text(f"{headline}\n{table}\n", SUMMARY_ARTIFACT)
+        self._parent.log_text(f"{headline}\n{table}\n", schema.SWEEP_SUMMARY_ARTIFACT)
         summary, best_cell = sweep_summary(results, expected, failed)
         self._parent.log_metrics(summary)
         if best_cell:
-            self._parent.set_tags({SWEEP_BEST_CELL_TAG: best_cell})
+            self._parent.set_tags({schema.SWEEP_BEST_CELL_TAG: best_cell})
         bench_after_sweep(config, self._parent.store.uri, results)
         self._parent.finish(
             schema.FAILED if failed else schema.COMPLETED,
@@ -202,16 +198,16 @@ def sweep_summary(results: list[CellResult], expected: int, failed: int) -> tupl
     """The parent run's summary metrics (store/schema.py) and the name of the cell with the
     best reported mAP50-95 among those this sweep trained (None if none has one)."""
     summary = {
-        SWEEP_CELLS: float(expected),
-        SWEEP_TRAINED: float(sum(r.status == "completed" for r in results)),
-        SWEEP_SKIPPED: float(sum(r.status == "skipped" for r in results)),
-        SWEEP_FAILED: float(failed),
+        schema.SWEEP_CELLS: float(expected),
+        schema.SWEEP_TRAINED: float(sum(r.status == "completed" for r in results)),
+        schema.SWEEP_SKIPPED: float(sum(r.status == "skipped" for r in results)),
+        schema.SWEEP_FAILED: float(failed),
     }
     scored = [r for r in results if r.map50_95 is not None]
     if not scored:
         return summary, None
     best = max(scored, key=lambda r: r.map50_95)
-    summary[SWEEP_BEST_MAP] = best.map50_95
+    summary[schema.SWEEP_BEST_MAP] = best.map50_95
     return summary, best.cell.split(" #")[0]
 
 

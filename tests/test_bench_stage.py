@@ -15,7 +15,7 @@ from lightyolo import pipeline
 from lightyolo.bench.__main__ import main
 from lightyolo.bench.experiment import BenchError, BenchSettings, bench_runs
 from lightyolo.bench.stage import interleaved_timings, round_ratio, summarise
-from lightyolo.export import ONNX_ARTIFACT
+from lightyolo.store.schema import ONNX_ARTIFACT
 from lightyolo.store.client import Store
 from lightyolo.store.queries import completed_runs
 from lightyolo.store.runs import RunTracker

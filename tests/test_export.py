@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from lightyolo import pipeline
-from lightyolo.export import ONNX_ARTIFACT, export_onnx, fuse_batchnorm
+from lightyolo.export import export_onnx, fuse_batchnorm
+from lightyolo.store.schema import ONNX_ARTIFACT
 from lightyolo.models.layers import Conv
 from lightyolo.bench.zoo import build_cell, discover_cells
 from lightyolo.store.client import Store

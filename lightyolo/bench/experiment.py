@@ -49,8 +49,10 @@ from lightyolo.bench.runtimes import (
 from lightyolo.deploy.calibration import DEFAULT_IMAGES, read_dataset_spec, training_calibration
 from lightyolo.deploy.runtime import Calibration, Exported, Unsupported
 from lightyolo.bench.stage import CI_METHOD, Summary, interleaved_timings, summarise
-from lightyolo.export import ONNX_ARTIFACT, ExportError, fuse_batchnorm, load_run
+from lightyolo.export import ExportError, fuse_batchnorm, load_run
+from lightyolo.store import schema
 from lightyolo.store.client import Store
+from lightyolo.store.schema import ONNX_ARTIFACT
 from lightyolo.store.health import require_store
 from lightyolo.store.queries import completed_runs
 from lightyolo.store.runs import RunTracker
@@ -268,12 +270,12 @@ def bench_runs(
             description = method_description(deployment, settings, img, len(runs))
             reason = deployed.unsupported.get((run.run_id, deployment.key))
             if reason is not None:  # a named, logged cell: no figures, the reason in its tag
-                tags[f"bench/{method}"] = json.dumps(description | {"status": "unsupported", "reason": reason})
+                tags[schema.bench_tag(method)] = json.dumps(description | {"status": "unsupported", "reason": reason})
                 continue
             times = timings[(run.run_id, deployment.key)]
             summary = summarise(times, settings.seed)
-            metrics.update({f"bench/{method}/{k}": v for k, v in summary.metrics().items()})
-            tags[f"bench/{method}"] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
+            metrics.update({schema.bench_metric(method, k): v for k, v in summary.metrics().items()})
+            tags[schema.bench_tag(method)] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
             measured.append(CellResult(run.run_id, run.run_name, method, summary, times))
         results += measured
         recorder = RunTracker(Store(tracking_uri), run.run_id)
@@ -283,6 +285,6 @@ def bench_runs(
             # Round r of every cell shares one pass over the machine: the report pairs them.
             recorder.log_json(
                 {"round_medians_ms": np.median(result.times_ms, axis=1).tolist(), "seed": settings.seed},
-                f"bench/{result.method}.json",
+                schema.bench_rounds_artifact(result.method),
             )
     return results

@@ -29,6 +29,7 @@ from lightyolo.deploy.calibration import DEFAULT_IMAGES, read_dataset_spec, trai
 from lightyolo.deploy.registry import build_runtime
 from lightyolo.deploy.runtime import PRECISIONS, Exported, RuntimeUnavailable, Session, Unsupported
 from lightyolo.export import ExportError, fuse_batchnorm, load_run
+from lightyolo.store import schema
 from lightyolo.store.client import Store
 from lightyolo.store.health import require_store
 from lightyolo.store.queries import completed_runs
@@ -150,11 +151,11 @@ def deploy_runs(
             except ExportError as err:
                 raise DeployError(f"experiment {experiment!r} ({run.run_name}): {err}") from None
             figures = deploy_cell(config, model, run.run_name, settings, Path(tmp) / "deployed", log=log)
-        metrics = {f"deploy/{key}/{name}": value for key, (m5095, m50, _) in figures.items()
+        metrics = {schema.deploy_metric(key, name): value for key, (m5095, m50, _) in figures.items()
                    for name, value in (("map50_95", m5095), ("map50", m50)) if value is not None}
         recorder = RunTracker(Store(tracking_uri), run.run_id)
         recorder.log_metrics(metrics)
-        recorder.set_tags({f"deploy/{key}": json.dumps(how) for key, (_, _, how) in figures.items()})
+        recorder.set_tags({schema.deploy_tag(key): json.dumps(how) for key, (_, _, how) in figures.items()})
         results += [DeployResult(run.run_id, run.run_name, key, m5095, m50, how)
                     for key, (m5095, m50, how) in figures.items()]
     return results

@@ -53,47 +53,19 @@ FINAL_METRICS: tuple[str, ...] = (
 )
 
 # Per-run context the conventions block and runs.csv show: column → candidate sources.
-RUN_FIELDS: dict[str, tuple[str, ...]] = {
-    "backbone": ("tags.backbone",),
-    "neck": ("tags.neck",),
-    "operator": ("tags.operator",),
-    "head": ("tags.head", "params.head"),
-    "scale": ("params.model.scale",),
-    "img_size": ("params.train.img_size",),
-    "dataset": ("tags.dataset", "params.dataset.name"),
-    "seed": ("tags.seed", "params.seed"),
-    "error": ("tags.error",),
-    "epochs": ("params.train.epochs",),
-    "latency_device": ("tags.latency_device",),
-    "latency_threads": ("tags.latency_threads",),
-    "latency_batch": ("tags.latency_batch",),
-    "bench_warmup": ("params.bench.warmup",),
-    "bench_iters": ("params.bench.iters",),
-    "git_sha": ("tags.git_sha",),
-    "lightyolo_version": ("tags.lightyolo_version",),
-    "sweep_id": ("tags.sweep_id",),
-    "config_hash": ("tags.config_hash",),
-    "variant_hash": ("tags.variant_hash",),
-    "code_identity": ("tags.code_identity",),
-    "reuse_across_code": ("tags.reuse_across_code", "params.reuse_across_code"),
-    "eval_split": ("tags.eval_split",),
-    "data_issues": ("tags.data_issues",),
-    "best_map50_95": (f"metrics.{schema.VAL_BEST}/map50_95", "metrics.best/map50_95"),
-    "best_epoch": (f"metrics.{schema.VAL_BEST}/epoch", "metrics.best/epoch"),
-}
+RUN_FIELDS = schema.RUN_FIELD_SOURCES
 
 # Identity parts logged as tags (identity.py), and what a row's recipe calls them.
 FINGERPRINT_TAGS: dict[str, str] = {
-    "tags.dataset_fingerprint": "dataset content",
-    "tags.weights_digest": "weights content",
+    schema.tag_column(schema.DATASET_FINGERPRINT_TAG): "dataset content",
+    schema.tag_column(schema.WEIGHTS_DIGEST_TAG): "weights content",
 }
 CODE_ITEM = "code"
-# The bench stage's per-cell latency summary: metrics bench/<method>/<part>.
-BENCH_PARTS: tuple[str, ...] = ("median_ms", "ci_low_ms", "ci_high_ms")
+BENCH_PARTS = schema.BENCH_PARTS  # the bench stage's per-cell latency summary
 
 UNKNOWN = "-"  # shown for a coordinate a run did not log
 NOT_CELLS = (schema.REPORT_KIND, schema.SWEEP_KIND)  # `kind` tags of runs that trained nothing
-FINAL_STATUSES = ("completed", "failed")
+FINAL_STATUSES = (schema.COMPLETED, schema.FAILED)
 
 
 class ReportError(Exception):
@@ -160,7 +132,7 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
                    "recipe_items", "recipe", "head_recipe", "val_is_train", "requested_cells"]
         return pd.DataFrame(columns=columns)
     raw = raw.reset_index(drop=True)
-    kind = f"tags.{schema.KIND_TAG}"
+    kind = schema.tag_column(schema.KIND_TAG)
     requested = sweep_cells(raw)
     if kind in raw:
         raw = raw[~raw[kind].fillna("").isin(NOT_CELLS)].reset_index(drop=True)
@@ -190,9 +162,9 @@ def runs_table(raw: pd.DataFrame) -> pd.DataFrame:
         runs[metric] = _reported_metric(raw, metric)
     for method in bench_methods(raw.columns):
         for part in BENCH_PARTS:
-            column = f"metrics.bench/{method}/{part}"
-            runs[f"bench/{method}/{part}"] = raw[column].astype(float) if column in raw else np.nan
-        tag = f"tags.bench/{method}"
+            column = schema.metric_column(schema.bench_metric(method, part))
+            runs[schema.bench_metric(method, part)] = raw[column].astype(float) if column in raw else np.nan
+        tag = schema.tag_column(schema.bench_tag(method))
         runs[f"bench/{method}/tag"] = raw[tag] if tag in raw else None
     return runs
 
@@ -202,7 +174,9 @@ def sweep_cells(raw: pd.DataFrame) -> dict[str, frozenset[tuple[str, ...]]]:
     product of its parent run's `grid` values, a factor the grid does not sweep (or sweeps
     with a Hydra function such as `choice(...)`) taking the values of the sweep's own cells.
     What the report calls missing: a cell asked for that has no run."""
-    kind, grid, where = f"tags.{schema.KIND_TAG}", "params.grid", "params.sweep_dir"
+    kind = schema.tag_column(schema.KIND_TAG)
+    grid, where = schema.param_column(schema.SWEEP_GRID_PARAM), schema.param_column(schema.SWEEP_DIR_PARAM)
+    sweep_id = schema.tag_column(schema.SWEEP_ID_TAG)
     if not {kind, grid, where} <= set(raw.columns):
         return {}
     parents = raw[(raw[kind] == schema.SWEEP_KIND) & raw[grid].notna() & raw[where].notna()]
@@ -212,12 +186,12 @@ def sweep_cells(raw: pd.DataFrame) -> dict[str, frozenset[tuple[str, ...]]]:
             swept = json.loads(parent[grid])
         except json.JSONDecodeError:  # cut at MAX_PARAM_CHARS: the cells alone say what ran
             swept = {}
-        own = raw[raw["tags.sweep_id"] == parent[where]] if "tags.sweep_id" in raw else raw.iloc[:0]
+        own = raw[raw[sweep_id] == parent[where]] if sweep_id in raw else raw.iloc[:0]
         values = []
         for factor in FACTOR_KEYS:
             listed = [v.strip() for v in str(swept.get(factor, "")).split(",") if v.strip()]
             if not listed or any("(" in v or "=" in v for v in listed):
-                column = f"tags.{factor}"
+                column = schema.tag_column(factor)
                 listed = list(own[column].dropna().unique()) if column in own else []
             if not listed and factor == "head":  # a sweep from before the head group
                 listed = [DEFAULT_HEAD]
@@ -229,13 +203,9 @@ def sweep_cells(raw: pd.DataFrame) -> dict[str, frozenset[tuple[str, ...]]]:
 def bench_methods(columns) -> list[str]:
     """The latency methods the bench stage logged (`bench/<method>/median_ms` metrics, or
     in a runs table `bench/<method>/median_ms` columns)."""
-    methods = set()
-    for column in columns:
-        name = column[len("metrics."):] if column.startswith("metrics.") else column
-        parts = name.split("/")
-        if len(parts) == 3 and parts[0] == "bench" and parts[2] == "median_ms":
-            methods.add(parts[1])
-    return sorted(methods)
+    prefix = schema.metric_column("")
+    found = (schema.bench_method_of(column.removeprefix(prefix)) for column in columns)
+    return sorted({method for method in found if method is not None})
 
 
 def _recipe_items(row: pd.Series) -> dict[str, str]:
@@ -244,9 +214,10 @@ def _recipe_items(row: pd.Series) -> dict[str, str]:
     keys, plus the dataset/weights fingerprints and the code identity when it logged them.
     Runs logged before the identity tags fall back on params and `lightyolo_version`/`git_sha`.
     A run tagged reuse_across_code=true leaves the code out: it was kept across versions."""
+    prefix = schema.param_column("")
     params = {
-        key[len("params."):]: value for key, value in row.items()
-        if key.startswith("params.") and isinstance(value, str)
+        key[len(prefix):]: value for key, value in row.items()
+        if key.startswith(prefix) and isinstance(value, str)
     }
     items = {
         key: value for key, value in identity.identity_items(params, with_seed=False).items()
@@ -255,11 +226,11 @@ def _recipe_items(row: pd.Series) -> dict[str, str]:
     for tag, name in FINGERPRINT_TAGS.items():
         if isinstance(row.get(tag), str):
             items[name] = row[tag]
-    reuse = str(row.get("tags.reuse_across_code", row.get("params.reuse_across_code"))).lower()
+    reuse = str(_first_value(row, RUN_FIELDS["reuse_across_code"])).lower()
     if reuse != "true":
-        code = row.get("tags.code_identity")
+        code = row.get(schema.tag_column(schema.CODE_IDENTITY_TAG))
         if not isinstance(code, str):
-            parts = [row.get("tags.lightyolo_version"), row.get("tags.git_sha")]
+            parts = [row.get(schema.tag_column(schema.VERSION_TAG)), row.get(schema.tag_column(schema.GIT_SHA_TAG))]
             code = " ".join(str(p) for p in parts if isinstance(p, str)) or None
         if code:
             items[CODE_ITEM] = code
@@ -291,10 +262,11 @@ def _digest(items: dict[str, str]) -> str:
 
 def _val_is_train(row: pd.Series) -> bool:
     """True when the run's params say val reads the same files as train (coco128)."""
-    train = {k[len("params.dataset.train."):]: v for k, v in row.items()
-             if k.startswith("params.dataset.train.") and isinstance(v, str)}
-    val = {k[len("params.dataset.val."):]: v for k, v in row.items()
-           if k.startswith("params.dataset.val.") and isinstance(v, str)}
+    def split_params(split: str) -> dict[str, str]:
+        prefix = schema.param_column(f"dataset.{split}.")
+        return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix) and isinstance(v, str)}
+
+    train, val = split_params("train"), split_params("val")
     return bool(train) and train == val
 
 
@@ -308,24 +280,29 @@ def recipe_differences(items: list[dict[str, str]]) -> list[str]:
 
 def _reported_metric(raw: pd.DataFrame, metric: str) -> pd.Series:
     """Each run's reported `metric`, from the first of its names (store/schema.py) it logged."""
-    splits = raw.get(f"tags.{schema.EVAL_SPLIT_TAG}", pd.Series(None, index=raw.index))
+    splits = raw.get(schema.tag_column(schema.EVAL_SPLIT_TAG), pd.Series(None, index=raw.index))
     values = pd.Series(np.nan, index=raw.index, dtype=float)
     for split in [None, *sorted(splits.dropna().unique())]:
         rows = splits.isna() if split is None else splits == split
         for name in schema.reported_metric_sources(metric, split):
-            column = f"metrics.{name}"
+            column = schema.metric_column(name)
             if column in raw:
                 values = values.where(~(rows & values.isna()), raw[column].astype(float))
     return values
 
 
 def _status(row: pd.Series) -> str:
-    tag = row.get("tags.status")
+    tag = row.get(schema.tag_column(schema.STATUS_TAG))
     if isinstance(tag, str) and tag in FINAL_STATUSES:
         return tag
     if row.get("mlflow_status") in ("FAILED", "KILLED"):
-        return "failed"
-    return "running"
+        return schema.FAILED
+    return schema.RUNNING
+
+
+def _first_value(row: pd.Series, sources: tuple[str, ...]) -> object:
+    """The row's value in the first of `sources` that is a column (NaN included), else None."""
+    return next((row[source] for source in sources if source in row), None)
 
 
 def _first_present(raw: pd.DataFrame, sources: tuple[str, ...]) -> pd.Series:
@@ -360,7 +337,7 @@ def with_round_medians(runs: pd.DataFrame, tracking_uri: str) -> pd.DataFrame:
 
 
 def _read_round_medians(tracking_uri: str, run_id: str, method: str) -> list[float] | None:
-    path = f"bench/{method}.json"
+    path = schema.bench_rounds_artifact(method)
     store = Store(tracking_uri)
     if not store.has_artifact(run_id, path):
         return None

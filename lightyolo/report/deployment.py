@@ -34,11 +34,13 @@ from lightyolo.bench.stage import bootstrap_median_ci
 from lightyolo.report.aggregate import bench_latency_methods, included_runs, pareto_optimal
 from lightyolo.report.stats import mean_interval
 from lightyolo.report.tables import MAIN_TABLE_RUNTIMES
+from lightyolo.store import schema
 
 RESAMPLES = 2000
 POINTS = 100  # mAP in points
 DASH = "—"
 REFERENCE = "torch_fp32"  # the deploy key every drop is taken from
+DEPLOYED_PREFIX = schema.metric_column(f"{schema.DEPLOY}/")  # the columns of deploy/<target>/<figure> metrics
 INTRO = (
     "Each cell as deployed: per runtime and precision (bench stage, `runtimes=` and `precisions=`) "
     "its latency with the 95 % bootstrap CI over rounds, its speed-up over the baseline cell and "
@@ -81,12 +83,13 @@ def _target(tag: dict) -> str:
 def read_methods(raw: pd.DataFrame) -> dict[str, Method]:
     """Every bench method of the raw runs frame (`tags.bench/<method>`), measured or not."""
     methods: dict[str, Method] = {}
+    prefix = schema.tag_column(schema.bench_tag(""))
     for column in raw.columns:
-        if not column.startswith("tags.bench/"):
+        if not column.startswith(prefix):
             continue
         tag = next((t for t in map(_tag, raw[column].dropna()) if t), None)
         if tag and "runtime" in tag:
-            name = column[len("tags.bench/"):]
+            name = column[len(prefix):]
             methods[name] = Method(name, tag["runtime"], tag.get("precision", "fp32"), _target(tag))
     return methods
 
@@ -95,7 +98,7 @@ def unsupported_cells(raw: pd.DataFrame, methods: dict[str, Method]) -> dict[tup
     """{(run_id, method): reason} of the pairs the bench stage recorded as unsupported."""
     found = {}
     for name in methods:
-        for run_id, text in zip(raw["run_id"], raw[f"tags.bench/{name}"]):
+        for run_id, text in zip(raw["run_id"], raw[schema.tag_column(schema.bench_tag(name))]):
             tag = _tag(text) if isinstance(text, str) else None
             if tag and tag.get("status") == "unsupported":
                 found[(run_id, name)] = tag.get("reason", "unsupported")
@@ -136,7 +139,7 @@ def deployment_rows(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFram
     measured = set(bench_latency_methods(variants))
     unsupported = unsupported_cells(raw, methods)
     used = included_runs(runs).merge(
-        raw[["run_id", *[c for c in raw.columns if c.startswith("metrics.deploy/")]]], on="run_id", how="left")
+        raw[["run_id", *[c for c in raw.columns if c.startswith(DEPLOYED_PREFIX)]]], on="run_id", how="left")
     rows = []
     for _, v in variants.iterrows():
         group = used[(used["backbone"] == v["backbone"]) & (used["neck"] == v["neck"])
@@ -187,7 +190,8 @@ def _own_fp32_ratio(group: pd.DataFrame, name: str, methods: dict[str, Method]) 
 def _deployed_map(group: pd.DataFrame, key: str) -> dict[str, float]:
     """Mean mAP50-95 through `key` and its drop from PyTorch fp32 on the same path."""
     out = {"map50_95_pytorch": float(group["map50_95"].mean())}
-    column, reference = f"metrics.deploy/{key}/map50_95", f"metrics.deploy/{REFERENCE}/map50_95"
+    column = schema.metric_column(schema.deploy_metric(key, "map50_95"))
+    reference = schema.metric_column(schema.deploy_metric(REFERENCE, "map50_95"))
     if column not in group or group[column].isna().all():
         return out
     out["map50_95_deployed"] = float(group[column].mean())
@@ -304,7 +308,7 @@ def write_deployment(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFra
                      directory: Path) -> tuple[str, list[Path]]:
     """The section's markdown, and its CSV files (`deployment.csv`, `deployment_rank_agreement.csv`);
     ("", []) when nothing was deployed beyond the main table's torch and ONNX Runtime at fp32."""
-    deployed = any(c.startswith("metrics.deploy/") for c in raw.columns) or any(
+    deployed = any(c.startswith(DEPLOYED_PREFIX) for c in raw.columns) or any(
         m.runtime not in MAIN_TABLE_RUNTIMES or m.precision != "fp32" for m in read_methods(raw).values())
     if not deployed:
         return "", []

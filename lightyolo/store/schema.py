@@ -1,19 +1,27 @@
-"""The names a cell's run is logged under, shared by the writer (pipeline) and the readers
-(report, sweep summary, benchmarks): change a name here and both sides follow.
+"""Every record the stages exchange through MLflow: run kinds, statuses, tag, metric, param and
+artifact names and the identity keys. The writers (pipeline, sweep, bench, deploy, export) and
+the readers (report, sweep summary, resume, benchmarks) both use these; no code outside
+lightyolo/store/ spells a name (tests/test_store_schema.py). Change a name here and both
+sides follow.
 
-MLflow's runs table sorts metric columns by name and its column search lists matches in that
-order, so the names lead with what they are:
+A cell is one run (no `kind` tag), nested under its sweep's run (`kind=sweep`); the report is
+a run of its own (`kind=report`). MLflow's runs table sorts metric columns by name and its
+column search lists matches in that order, so metric names lead with what they are:
 
 - `test/map50_95`, `test/map50`, … (or `val/…` for a dataset without a test split): the
   cell's reported COCO figures, prefixed with the split they were measured on (tag
-  `eval_split`). Training logs `val/map50_95` and `val/map50` per epoch (step = epoch); the
-  final figures are logged at the last epoch's step.
+  `eval_split`). Training logs `train/<loss>`, `lr`, `val/map50_95` and `val/map50` per epoch
+  (step = epoch); the final figures are logged at the last epoch's step.
 - `val_best/map50_95`, `val_best/map50`, `val_best/epoch`: the epoch that model selection
   kept (chosen on val), beside the reported figure, never instead of it.
 - `quick/latency_ms`, `quick/latency_p90_ms`, `quick/fps`: the in-run latency (a few passes in
   the training process, BatchNorm unfused): a sanity figure, not for comparisons; the bench
   stage's `bench/<method>/…` figures are.
-- `params`, `params_m`, `gflops`, `gflops_640`, `train_seconds`, `train_images_per_s`.
+- `params`, `params_m`, `gflops`, `gflops_640`, `train_seconds`, `train_images_per_s`,
+  `eval_seconds`.
+- `bench/<method>/…` and `deploy/<runtime>_<precision>/…`: written later, onto the cell's
+  run, by the bench and deploy stages.
+- `sweep/…`: the sweep run's summary.
 
 Runs written before these names (`map50_95`, `best/map50_95`, `latency_ms`, …) are read
 through `LEGACY`.
@@ -57,8 +65,20 @@ SWEEP_ID_TAG = "sweep_id"  # the multirun directory a cell was launched from
 OUTPUT_DIR_TAG = "output_dir"  # where the cell's files are on the machine that trained it
 GIT_SHA_TAG = "git_sha"
 VERSION_TAG = "lightyolo_version"
+DATASET_FINGERPRINT_TAG = "dataset_fingerprint"
+WEIGHTS_DIGEST_TAG = "weights_digest"
+REUSE_ACROSS_CODE_TAG = "reuse_across_code"  # a completed cell kept for other code (also a config key)
 # The group choices, logged as tags and as params under their own names (`backbone=ghost`).
 GROUP_PARAMS: tuple[str, ...] = ("backbone", "neck", "operator", "dataset", "head")
+
+# --- How a cell ran (tags) ----------------------------------------------------------------
+THREADS_TAG = "threads"
+THREADS_REASON_TAG = "threads_reason"  # why `train.threads=auto` chose that count
+DATA_ISSUES_TAG = "data_issues"  # the readers' counts of skipped or odd files (JSON)
+WEIGHTS_TRANSFERRED_TAG = "weights_transferred"  # what `model.weights` loaded into the model
+LATENCY_DEVICE_TAG = "latency_device"  # of the quick latency
+LATENCY_THREADS_TAG = "latency_threads"
+LATENCY_BATCH_TAG = "latency_batch"
 
 # The COCO figures of an evaluation (eval/coco.py's stats), logged under `<split>/`.
 COCO_METRICS: tuple[str, ...] = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -73,7 +93,17 @@ GFLOPS = "gflops"  # at the run's image size
 GFLOPS_640 = "gflops_640"
 TRAIN_SECONDS = "train_seconds"
 TRAIN_IMAGES_PER_S = "train_images_per_s"
-EVAL_SECONDS = "eval_seconds"
+EVAL_SECONDS = "eval_seconds"  # and `eval_seconds/<stage>` per stage of the evaluation
+LEARNING_RATE = "lr"  # per epoch, beside `train/<loss part>` and `val/map50_95`, `val/map50`
+
+# The bench stage (bench/experiment.py): per method, metrics `bench/<method>/<part>`, a tag
+# `bench/<method>` (JSON: how it was measured, or why it is unsupported) and an artifact
+# `bench/<method>.json` (the round medians the report pairs by round).
+BENCH = "bench"
+BENCH_PARTS: tuple[str, ...] = ("median_ms", "ci_low_ms", "ci_high_ms")
+# The deployment stage (deploy/experiment.py): metrics `deploy/<runtime>_<precision>/<COCO
+# figure>` and a tag `deploy/<runtime>_<precision>` (JSON: how it was measured).
+DEPLOY = "deploy"
 
 # The sweep parent run's summary (metrics), and the tag naming its best cell.
 SWEEP_CELLS = "sweep/cells"
@@ -118,3 +148,98 @@ def reported_metric_sources(name: str, split: str | None) -> tuple[str, ...]:
     if name in QUICK_METRICS:
         return (f"{QUICK}/{name}", name)
     return (name,)
+
+
+def train_metric(name: str) -> str:
+    """`train/box_loss` and the like: a loss part, per epoch."""
+    return f"train/{name}"
+
+
+def eval_stage_metric(stage: str) -> str:
+    return f"{EVAL_SECONDS}/{stage}"
+
+
+def bench_metric(method: str, part: str) -> str:
+    return f"{BENCH}/{method}/{part}"
+
+
+def bench_tag(method: str) -> str:
+    return f"{BENCH}/{method}"
+
+
+def bench_rounds_artifact(method: str) -> str:
+    return f"{BENCH}/{method}.json"
+
+
+def bench_method_of(metric: str) -> str | None:
+    """The method of a `bench/<method>/median_ms` metric name, else None."""
+    parts = metric.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == BENCH and parts[2] == "median_ms" else None
+
+
+def deploy_metric(target: str, name: str) -> str:
+    """`deploy/openvino_int8/map50_95`: a COCO figure measured through a deployment target."""
+    return f"{DEPLOY}/{target}/{name}"
+
+
+def deploy_tag(target: str) -> str:
+    return f"{DEPLOY}/{target}"
+
+
+# --- A cell's artifacts (what another process reads back: export, bench, report, resume) ---
+CONFIG_ARTIFACT = "config.yaml"  # the resolved config the cell trained with
+WEIGHTS_DIR = "weights"  # best.pt (kept by model selection) and last.pt (to resume from)
+WEIGHTS_ARTIFACT = f"{WEIGHTS_DIR}/best.pt"
+ONNX_ARTIFACT = "export/model.onnx"  # written by export or the bench stage
+PREDICTIONS_ARTIFACT = "eval/predictions.json"  # COCO detections of the reported evaluation
+COCO_STATS_ARTIFACT = "eval/coco_stats.json"
+SWEEP_SUMMARY_ARTIFACT = "summary.txt"  # the end-of-sweep table, on the sweep's parent run
+
+
+# --- Reading runs back: the columns of `Store.runs_frame` ---------------------------------
+
+def tag_column(name: str) -> str:
+    return f"tags.{name}"
+
+
+def metric_column(name: str) -> str:
+    return f"metrics.{name}"
+
+
+def param_column(key: str) -> str:
+    """A config key as a param column (`params.train.img_size`); "" gives the prefix."""
+    return f"params.{key}"
+
+
+# Where the report reads each run's context: its runs-table column → the frame columns that
+# may hold it, current name first (a run from before a tag existed has only the param).
+RUN_FIELD_SOURCES: dict[str, tuple[str, ...]] = {
+    **{key: (tag_column(key),) for key in ("backbone", "neck", "operator")},
+    "head": (tag_column("head"), param_column("head")),
+    "scale": (param_column("model.scale"),),
+    "img_size": (param_column("train.img_size"),),
+    "dataset": (tag_column("dataset"), param_column("dataset.name")),
+    "seed": (tag_column(SEED_TAG), param_column("seed")),
+    "error": (tag_column(ERROR_TAG),),
+    "epochs": (param_column("train.epochs"),),
+    "latency_device": (tag_column(LATENCY_DEVICE_TAG),),
+    "latency_threads": (tag_column(LATENCY_THREADS_TAG),),
+    "latency_batch": (tag_column(LATENCY_BATCH_TAG),),
+    "bench_warmup": (param_column("bench.warmup"),),
+    "bench_iters": (param_column("bench.iters"),),
+    "git_sha": (tag_column(GIT_SHA_TAG),),
+    "lightyolo_version": (tag_column(VERSION_TAG),),
+    "sweep_id": (tag_column(SWEEP_ID_TAG),),
+    "config_hash": (tag_column(CONFIG_HASH_TAG),),
+    "variant_hash": (tag_column(VARIANT_HASH_TAG),),
+    "code_identity": (tag_column(CODE_IDENTITY_TAG),),
+    "reuse_across_code": (tag_column(REUSE_ACROSS_CODE_TAG), param_column(REUSE_ACROSS_CODE_TAG)),
+    "eval_split": (tag_column(EVAL_SPLIT_TAG),),
+    "data_issues": (tag_column(DATA_ISSUES_TAG),),
+    "best_map50_95": (metric_column(f"{VAL_BEST}/map50_95"), metric_column(LEGACY[f"{VAL_BEST}/map50_95"])),
+    "best_epoch": (metric_column(f"{VAL_BEST}/epoch"), metric_column(LEGACY[f"{VAL_BEST}/epoch"])),
+}
+# A sweep parent run's params: what it was launched with.
+SWEEP_GRID_PARAM = "grid"  # JSON: the swept keys and their values
+SWEEP_DIR_PARAM = "sweep_dir"
+SWEEP_OVERRIDES_PARAM = "overrides"

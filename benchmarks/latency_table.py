@@ -1,6 +1,6 @@
 """Latency of all 16 cells at scale n: PyTorch eager vs ONNX Runtime, CPU, one thread, batch 1.
 
-Every cell found in conf/ (`bench.zoo.discover_cells`) is built at scale n for 80 classes
+Every cell found in conf/ (`measure.zoo.discover_cells`) is built at scale n for 80 classes
 with random weights (latency does not depend on the weights' values; no training needed),
 deployed as the bench stage deploys it (eval, BatchNorm fused, float32, contiguous NCHW),
 and all (cell, runtime) pairs of one image size are timed interleaved with the bench stage's
@@ -25,7 +25,7 @@ import torch
 from lightyolo.bench.experiment import deployed_passes
 from lightyolo.bench.runtimes import build_deployments, configure_threads, device_name
 from lightyolo.bench.stage import interleaved_timings, round_ratio, summarise
-from lightyolo.bench.zoo import build_cell, discover_cells
+from lightyolo.measure.zoo import build_cell, discover_cells
 
 
 def main(argv: list[str]) -> None:

@@ -28,9 +28,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import lightyolo
-from lightyolo.bench.flops import gflops
-from lightyolo.bench.latency import LatencyResult, measure_latency
-from lightyolo.bench.params import count_parameters
+from lightyolo.measure.flops import gflops
+from lightyolo.measure.latency import LatencyResult, measure_latency
+from lightyolo.measure.params import count_parameters
 from lightyolo.cell_claim import HeldElsewhere, claim_cell
 from lightyolo.data.dataset import AugmentHyp, DetectionDataset
 from lightyolo.data.loader import build_dataloader

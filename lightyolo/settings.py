@@ -74,7 +74,7 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
-class BenchSettings:
+class QuickLatencySettings:
     """`bench.warmup` / `bench.iters`: the in-process quick latency figure (the bench stage's
     own keys, `bench.after_sweep` and `bench.stage`, are read by the sweep callback)."""
 
@@ -90,7 +90,7 @@ class Settings:
     execution: ExecutionSettings
     train: TrainSettings
     eval: EvalSettings
-    bench: BenchSettings
+    bench: QuickLatencySettings
     scale: str
     weights: Path | None
     augment: dict[str, float]
@@ -218,7 +218,7 @@ def resolve(cfg: DictConfig) -> Settings:
         ),
         train=TrainSettings.from_config(train),
         eval=EvalSettings(**config["eval"]),
-        bench=BenchSettings(warmup=config["bench"]["warmup"], iters=config["bench"]["iters"]),
+        bench=QuickLatencySettings(warmup=config["bench"]["warmup"], iters=config["bench"]["iters"]),
         scale=str(config["model"]["scale"]),
         weights=Path(config["model"]["weights"]) if config["model"]["weights"] else None,
         augment=dict(train["augment"]),

@@ -2,7 +2,7 @@
 
 Builds every backbone × neck × operator cell found in `conf/` (and LIGHTYOLO_CONFIG_PATH)
 with the chosen head (default v5; `all`: every head in conf/head) on the CPU and prints its size
-(lightyolo.bench.zoo): params, GFLOPs at the real input size, backbone/neck/head split and
+(lightyolo.measure.zoo): params, GFLOPs at the real input size, backbone/neck/head split and
 output strides. Reads no data and trains nothing.
 """
 
@@ -17,7 +17,7 @@ import torch
 from lightyolo.configs import DEFAULT_HEAD, group_options
 from lightyolo.models.contracts import ContractError
 from lightyolo.models.detector import SCALES
-from lightyolo.bench.zoo import TABLE_FORMATS, format_table, zoo_rows
+from lightyolo.measure.zoo import TABLE_FORMATS, format_table, zoo_rows
 
 CONVENTIONS = (
     "params: trainable parameters (plus the v8 head's 16 fixed DFL weights, as ultralytics counts them), "

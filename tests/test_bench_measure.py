@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from lightyolo.bench.flops import flop_counter_gflops, fold_batchnorm, gflops
-from lightyolo.bench.latency import measure_latency
-from lightyolo.bench.params import count_parameters
+from lightyolo.measure.flops import flop_counter_gflops, fold_batchnorm, gflops
+from lightyolo.measure.latency import measure_latency
+from lightyolo.measure.params import count_parameters
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.layers import Conv
 

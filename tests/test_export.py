@@ -17,7 +17,7 @@ from lightyolo import pipeline
 from lightyolo.export import export_onnx, fuse_batchnorm
 from lightyolo.store.schema import ONNX_ARTIFACT
 from lightyolo.models.layers import Conv
-from lightyolo.bench.zoo import build_cell, discover_cells
+from lightyolo.measure.zoo import build_cell, discover_cells
 from lightyolo.store.client import Store
 
 from conftest import REPO

@@ -17,8 +17,8 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from lightyolo import identity, pipeline
-from lightyolo.bench.params import count_parameters, part_parameter_counts
-from lightyolo.bench.zoo import Cell, build_cell
+from lightyolo.measure.params import count_parameters, part_parameter_counts
+from lightyolo.measure.zoo import Cell, build_cell
 from lightyolo.report.aggregate import Baseline
 from lightyolo.report.collect import runs_table
 from lightyolo.report.tables import factor_effects_section, one_factor_tables

@@ -119,7 +119,7 @@ def test_the_walk_sees_the_known_edges() -> None:
     graph = import_graph()
     assert "lightyolo.models.detector" in graph["lightyolo.pipeline"]
     assert "lightyolo.models.operators" in graph["lightyolo.models.blocks"]
-    assert folder_graph(graph)["lightyolo.bench"] >= {"lightyolo.models"}
+    assert folder_graph(graph)["lightyolo.measure"] >= {"lightyolo.models"}
 
 
 def mlflow_importers() -> set[str]:

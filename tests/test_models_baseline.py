@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lightyolo.bench.params import part_parameter_counts
+from lightyolo.measure.params import part_parameter_counts
 from lightyolo.models.backbones.c3 import C3Backbone
 from lightyolo.models.detector import SCALES, Detector, build_detector
 from lightyolo.models.head import Detect

@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import SHARED
-from lightyolo.bench.flops import gflops
-from lightyolo.bench.params import part_parameter_counts
-from lightyolo.bench.zoo import discover_cells, zoo_row
+from lightyolo.measure.flops import gflops
+from lightyolo.measure.params import part_parameter_counts
+from lightyolo.measure.zoo import discover_cells, zoo_row
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import _layer_prefixes
 from lightyolo.train.anchor_free_loss import AnchorFreeLoss

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
-from lightyolo.bench.flops import flop_counter_gflops, gflops
+from lightyolo.measure.flops import flop_counter_gflops, gflops
 from lightyolo.models.operators.involution import (
     Involution,
     InvolutionAggregation,

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from lightyolo.bench.flops import gflops
-from lightyolo.bench.params import part_parameter_counts
+from lightyolo.measure.flops import gflops
+from lightyolo.measure.params import part_parameter_counts
 from lightyolo.models.detector import build_detector
 from lightyolo.models.operators.involution import Involution, InvolutionOperator
 from lightyolo.models.blocks import channel_shuffle

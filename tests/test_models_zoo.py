@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from lightyolo.zoo import main
-from lightyolo.bench.zoo import Cell, build_cell, discover_cells, format_table
+from lightyolo.measure.zoo import Cell, build_cell, discover_cells, format_table
 from lightyolo.train.loss import YoloLoss
 from lightyolo.train.optim import build_optimizer
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lightyolo.bench.zoo import Cell, build_cell, zoo_row
+from lightyolo.measure.zoo import Cell, build_cell, zoo_row
 from lightyolo.configs import config_dir
 from lightyolo.models.backbones.c3 import C3Backbone
 from lightyolo.models.layers import scale_width
@@ -158,7 +158,7 @@ class Blur(nn.Module):
 
 
 class BlurredConv:
-    """An operator whose op ends in `Blur`: its FLOPs rule comes with it (bench/flops.py's protocol)."""
+    """An operator whose op ends in `Blur`: its FLOPs rule comes with it (measure/flops.py's protocol)."""
 
     def __call__(self, channels: int, kernel_size: int, *, depthwise: bool, act: bool | nn.Module = True) -> nn.Module:
         return nn.Sequential(ConvOperator()(channels, kernel_size, depthwise=depthwise, act=act), Blur())

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from lightyolo.cli import key_value_command, name_list
-from lightyolo.bench.experiment import BenchError, BenchSettings, CellResult, bench_runs
+from lightyolo.bench.experiment import BenchError, BenchSettings, BenchResult, bench_runs
 from lightyolo.export import ExportError, as_int, parse_key_values
 from lightyolo.settings import tracking_uri
 
@@ -66,7 +66,7 @@ def parse_options(argv: Sequence[str]) -> tuple[str, str | None, tuple[str, ...]
     return experiment, uri, run_ids, BenchSettings(**values, **numbers)
 
 
-def format_results(results: list[CellResult]) -> str:
+def format_results(results: list[BenchResult]) -> str:
     """A markdown table: cell, method, median [95 % CI], p90, CI half-width %."""
     lines = ["| run | method | median ms [95% CI] | p90 ms | ± % |", "|---|---|---|---|---|"]
     for r in results:

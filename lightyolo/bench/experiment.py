@@ -92,7 +92,7 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
-class CellResult:
+class BenchResult:
     run_id: str
     run_name: str
     method: str
@@ -202,7 +202,7 @@ def bench_runs(
     run_ids: tuple[str, ...] = (),
     *,
     log=print,
-) -> list[CellResult]:
+) -> list[BenchResult]:
     """Bench the completed cells of `experiment` (or only `run_ids`) and record the figures."""
     try:
         require_store(tracking_uri)
@@ -264,7 +264,7 @@ def bench_runs(
         img = models[run.run_id][1]
         metrics: dict[str, float] = {}
         tags: dict[str, str] = {}
-        measured: list[CellResult] = []
+        measured: list[BenchResult] = []
         for deployment in deployments:
             method = method_name(deployment, settings.threads, settings.batch, img, clock)
             description = method_description(deployment, settings, img, len(runs))
@@ -276,7 +276,7 @@ def bench_runs(
             summary = summarise(times, settings.seed)
             metrics.update({schema.bench_metric(method, k): v for k, v in summary.metrics().items()})
             tags[schema.bench_tag(method)] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
-            measured.append(CellResult(run.run_id, run.run_name, method, summary, times))
+            measured.append(BenchResult(run.run_id, run.run_name, method, summary, times))
         results += measured
         recorder = RunTracker(Store(tracking_uri), run.run_id)
         recorder.log_metrics(metrics)

@@ -28,7 +28,7 @@ class DFL(nn.Module):
     The expectation is a fixed 1×1 conv whose weights are the bin values 0..reg_max-1 (not
     trained, as in YOLOv8; stored in the state dict so its checkpoints load as they are)."""
 
-    frozen_by_design = True  # its weights count as parameters (bench/params.py), as YOLOv8's do
+    frozen_by_design = True  # its weights count as parameters (measure/params.py), as YOLOv8's do
 
     def __init__(self, reg_max: int = REG_MAX) -> None:
         super().__init__()

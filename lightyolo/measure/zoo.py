@@ -24,8 +24,8 @@ from typing import Any, Literal
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lightyolo.bench.flops import flop_counter_gflops, gflops
-from lightyolo.bench.params import part_parameter_counts
+from lightyolo.measure.flops import flop_counter_gflops, gflops
+from lightyolo.measure.params import part_parameter_counts
 from lightyolo.configs import DEFAULT_HEAD, MODEL_GROUPS, config_dirs, group_files
 from lightyolo.models.detector import Detector, build_detector
 

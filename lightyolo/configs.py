@@ -32,6 +32,9 @@ ENV_CONFIG_PATH = "LIGHTYOLO_CONFIG_PATH"
 GROUPS: tuple[str, ...] = ("backbone", "neck", "operator", "dataset", "head")
 # The groups that span the model grid under the default head.
 MODEL_GROUPS: tuple[str, ...] = ("backbone", "neck", "operator")
+# How a cell is trained, evaluated, timed and recorded: conf/train/, eval/, bench/, tracking/
+# (the `mlflow` keys); a choice here changes the config, never the cell's coordinates.
+RECIPE_GROUPS: tuple[str, ...] = ("train", "eval", "bench", "tracking")
 # The default head (conf/config.yaml): runs named and identified as before heads were a group.
 DEFAULT_HEAD = "v5"
 

@@ -49,7 +49,7 @@ from lightyolo.store.queries import PastRun, runs_with_hash
 from lightyolo.store.runs import RunTracker, cell_params, parent_run_id_from_env, source_tags
 from lightyolo.store.schema import (
     CLAIMED_RUN_TAG, CODE_IDENTITY_TAG, COMPLETED, FAILED, GIT_SHA_TAG, HEARTBEAT_TAG, INTERRUPTED, OUTPUT_DIR_TAG,
-    OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, RESUMED, RESUMED_FROM_TAG, RUNNING, SEED_TAG, STATUS_TAG,
+    OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, RECIPE_TAG, RESUMED, RESUMED_FROM_TAG, RUNNING, SEED_TAG, STATUS_TAG,
     SWEEP_ID_TAG, VERSION_TAG,
 )
 from lightyolo.train.checkpoint import BEST, LAST, CheckpointWriteError, load_checkpoint
@@ -280,7 +280,8 @@ def open_run(
     resume, tracker, out = _resume_cut_off_run(past, store, {**tags, PARENT_RUN_TAG: parent} if parent else tags)
     if tracker is None:
         out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
-        tags |= {**ident.choices, SEED_TAG: str(ident.seed), STATUS_TAG: RUNNING, OUTPUT_DIR_TAG: str(out)}
+        tags |= {**ident.choices, SEED_TAG: str(ident.seed), RECIPE_TAG: ident.recipe, STATUS_TAG: RUNNING,
+                 OUTPUT_DIR_TAG: str(out)}
         tracker = RunTracker.start(
             store, ident.experiment, run_name=ident.name, tags=tags,
             params=cell_params(settings.config, ident.choices), parent_run_id=parent,

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from lightyolo import hydra_searchpath, pipeline
 from lightyolo.cell_result import CellResult, take_sweep_failures
-from lightyolo.configs import GROUPS, ConfigPathError, config_dir, config_dirs, group_options
+from lightyolo.configs import GROUPS, RECIPE_GROUPS, ConfigPathError, config_dir, config_dirs, group_options
 from lightyolo.models.contracts import ContractError
 from lightyolo.settings import group_choices, run_name, tracking_uri
 from lightyolo.store.client import Store, check_experiment_name
@@ -39,7 +39,7 @@ def unknown_choice_error(argv: list[str], conf_dir: Path | None = None) -> str |
         return f"error: {error}"
     for arg in argv:
         group, sep, value = arg.partition("=")
-        if not sep or group not in GROUPS or "(" in value:
+        if not sep or group not in (*GROUPS, *RECIPE_GROUPS) or "(" in value:
             continue  # not a group choice, or a sweep function like choice(...)
         valid = group_options(group, dirs)
         for option in value.split(","):

@@ -38,6 +38,7 @@ class RunIdentity:
     seed: int
     rerun: bool
     choices: dict[str, str]  # group → chosen option (hydra.runtime.choices)
+    recipe: str  # the train group's choice (conf/train/)
     tracking_uri: str
     launch_dir: Path
     heartbeat_timeout_s: float  # a RUNNING run silent for longer is taken to be cut off
@@ -202,6 +203,7 @@ def resolve(cfg: DictConfig) -> Settings:
             seed=int(config["seed"]),
             rerun=bool(config.get("rerun")),
             choices=group_choices(cfg),
+            recipe=str(_hydra_node(cfg).runtime.choices.get("train", "")),
             tracking_uri=config["mlflow"]["tracking_uri"],
             launch_dir=launch_dir(cfg),
             heartbeat_timeout_s=float(config["mlflow"].get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S),

@@ -108,7 +108,8 @@ def conventions_block(
         "## Conventions",
         "",
         f"- **Experiment**: `{experiment}` at `{tracking_uri}`; {len(runs)} runs read ({read}).",
-        f"- **Dataset**: {_distinct(runs['dataset'])}; **epochs**: {_distinct(runs['epochs'])}; "
+        f"- **Dataset**: {_distinct(runs['dataset'])}; **recipe**: {_recipe_names(runs)}; "
+        f"**epochs**: {_distinct(runs['epochs'])}; "
         f"**image size**: {_distinct(runs['img_size'])}; **scale**: {_distinct(runs['scale'])}.",
         "- **mAP**: COCO mAP (pycocotools) in points; mAP50-95 averages IoU 0.50:0.95.",
         f"- **FLOPs**: {FLOPS_CONVENTION}.",
@@ -254,6 +255,13 @@ def _code_note(runs: pd.DataFrame) -> str:
         note += (f"; **{kept} run(s) kept across code versions** (reuse_across_code=true): "
                  "their rows may mix code versions")
     return note
+
+
+def _recipe_names(runs: pd.DataFrame) -> str:
+    """The training recipes the runs chose (`train=grid`: conf/train/grid.yaml), or "-" for
+    runs from before the train group."""
+    names = sorted({str(n) for n in runs.get("recipe_name", pd.Series(dtype=object)).dropna() if n})
+    return ", ".join(f"`train={n}`" for n in names) or "-"
 
 
 def _recipes_note(variants: pd.DataFrame) -> str:

@@ -61,6 +61,7 @@ RECIPE_HASH_TAG = "recipe_hash"  # the same without the code: cells kept across 
 VARIANT_HASH_TAG = "variant_hash"  # the cell without its seed: its seeds share it
 CODE_IDENTITY_TAG = "code_identity"
 SEED_TAG = "seed"
+RECIPE_TAG = "recipe"  # the training recipe chosen (`train=grid`: conf/train/grid.yaml)
 SWEEP_ID_TAG = "sweep_id"  # the multirun directory a cell was launched from
 OUTPUT_DIR_TAG = "output_dir"  # where the cell's files are on the machine that trained it
 GIT_SHA_TAG = "git_sha"
@@ -222,6 +223,7 @@ RUN_FIELD_SOURCES: dict[str, tuple[str, ...]] = {
     "seed": (tag_column(SEED_TAG), param_column("seed")),
     "error": (tag_column(ERROR_TAG),),
     "epochs": (param_column("train.epochs"),),
+    "recipe_name": (tag_column(RECIPE_TAG),),
     "latency_device": (tag_column(LATENCY_DEVICE_TAG),),
     "latency_threads": (tag_column(LATENCY_THREADS_TAG),),
     "latency_batch": (tag_column(LATENCY_BATCH_TAG),),

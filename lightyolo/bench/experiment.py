@@ -54,7 +54,7 @@ from lightyolo.store import schema
 from lightyolo.store.client import Store
 from lightyolo.store.schema import ONNX_ARTIFACT
 from lightyolo.store.health import require_store
-from lightyolo.store.queries import completed_runs
+from lightyolo.store.queries import CompletedRun, completed_runs
 from lightyolo.store.runs import RunTracker
 
 MEMORY_FORMAT = "contiguous NCHW"
@@ -204,22 +204,9 @@ def bench_runs(
     log=print,
 ) -> list[BenchResult]:
     """Bench the completed cells of `experiment` (or only `run_ids`) and record the figures."""
-    try:
-        require_store(tracking_uri)
-        runs = completed_runs(Store(tracking_uri), experiment)
-    except ValueError as err:
-        raise BenchError(str(err)) from None
-    if run_ids:
-        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
-        if unknown:
-            raise BenchError(f"experiment {experiment!r}: no completed run {', '.join(unknown)}")
-        runs = [r for r in runs if r.run_id in run_ids]
-    if not runs:
-        raise BenchError(f"experiment {experiment!r} at {tracking_uri} has no completed runs; nothing to bench")
-    if settings.clock not in ("auto", "wall", "cpu"):
-        raise BenchError(f"clock={settings.clock!r}: expected auto, wall or cpu")
-    if settings.clock == "cpu" and (settings.device != "cpu" or settings.threads != 1):
-        raise BenchError("clock=cpu needs device=cpu and threads=1 (CPU time of several threads is not latency)")
+    store = Store(tracking_uri)
+    runs = runs_to_bench(store, experiment, run_ids)
+    check_clock(settings)
     clock = settings.resolved_clock()
     try:
         deployments = build_deployments(settings.runtimes, settings.precisions, settings.device, settings.threads)
@@ -229,62 +216,109 @@ def bench_runs(
 
     run_names = {run.run_id: run.run_name for run in runs}
     with tempfile.TemporaryDirectory(prefix="lightyolo-bench-") as tmp:
-        models: dict[str, tuple[nn.Module, int]] = {}
-        calibrations: dict[str, Callable[[tuple[int, int]], Calibration]] = {}
-        own_size: dict[str, int] = {}
-        for run in runs:
-            try:
-                config, model = load_run(tracking_uri, run.run_id, Path(tmp) / run.run_id)
-            except ExportError as err:
-                raise BenchError(f"experiment {experiment!r} ({run.run_name}): {err}") from None
-            own_size[run.run_id] = int(OmegaConf.select(config, "train.img_size", default=0) or 0)
-            img = settings.img or own_size[run.run_id]
-            if img < 32 or img % 32:
-                raise BenchError(f"run {run.run_id}: img={img}: expected a positive multiple of 32")
-            models[run.run_id] = (model, img)
-            calibrations[run.run_id] = cell_calibration(config, run.run_name, img, settings)
+        cells = load_cells(store, experiment, runs, settings, Path(tmp))
         log(f"bench: {len(runs)} cells × {', '.join(d.key for d in deployments)} on {settings.device}, {clock} clock, "
             f"{settings.threads} thread(s), batch {settings.batch}: {settings.rounds} rounds of "
             f"{settings.warmup} warm-up + {settings.iters} timed passes")
+        models = {run_id: (cell.model, cell.img) for run_id, cell in cells.items()}
+        calibrations = {run_id: cell.calibration for run_id, cell in cells.items()}
         deployed = deployed_passes(models, deployments, settings.batch, Path(tmp) / "onnx", calibrations)
-        onnx_files = deployed.onnx_files
         for (run_id, key), reason in deployed.unsupported.items():
             log(f"bench: {run_names[run_id]} × {key}: unsupported ({reason})")
-        for run in runs:
-            exportable = models[run.run_id][1] == own_size[run.run_id] and settings.batch == 1
-            if run.run_id in onnx_files and exportable and not Store(tracking_uri).has_artifact(run.run_id, ONNX_ARTIFACT):
-                Store(tracking_uri).log_exported_model(run.run_id, onnx_files[run.run_id], ONNX_ARTIFACT)
+        for run_id, onnx_file in deployed.onnx_files.items():
+            exportable = cells[run_id].img == cells[run_id].own_img and settings.batch == 1
+            if exportable and not store.has_artifact(run_id, ONNX_ARTIFACT):
+                store.log_exported_model(run_id, onnx_file, ONNX_ARTIFACT)
         timings = interleaved_timings(
             deployed.passes, rounds=settings.rounds, warmup=settings.warmup, iters=settings.iters,
             seed=settings.seed, clock=clock, on_round=lambda i: log(f"bench: round {i + 1}/{settings.rounds}"),
         )
-
     results = []
     for run in runs:
-        img = models[run.run_id][1]
-        metrics: dict[str, float] = {}
-        tags: dict[str, str] = {}
-        measured: list[BenchResult] = []
-        for deployment in deployments:
-            method = method_name(deployment, settings.threads, settings.batch, img, clock)
-            description = method_description(deployment, settings, img, len(runs))
-            reason = deployed.unsupported.get((run.run_id, deployment.key))
-            if reason is not None:  # a named, logged cell: no figures, the reason in its tag
-                tags[schema.bench_tag(method)] = json.dumps(description | {"status": "unsupported", "reason": reason})
-                continue
-            times = timings[(run.run_id, deployment.key)]
-            summary = summarise(times, settings.seed)
-            metrics.update({schema.bench_metric(method, k): v for k, v in summary.metrics().items()})
-            tags[schema.bench_tag(method)] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
-            measured.append(BenchResult(run.run_id, run.run_name, method, summary, times))
-        results += measured
-        recorder = RunTracker(Store(tracking_uri), run.run_id)
-        recorder.log_metrics(metrics)
-        recorder.set_tags(tags)
-        for result in measured:
-            # Round r of every cell shares one pass over the machine: the report pairs them.
-            recorder.log_json(
-                {"round_medians_ms": np.median(result.times_ms, axis=1).tolist(), "seed": settings.seed},
-                schema.bench_rounds_artifact(result.method),
-            )
+        results += record_cell(store, run, deployments, deployed, timings, settings, cells[run.run_id].img, clock,
+                               cells=len(runs))
     return results
+
+
+def runs_to_bench(store: Store, experiment: str, run_ids: tuple[str, ...]) -> list[CompletedRun]:
+    """The experiment's completed cells (only `run_ids` when given); BenchError when none."""
+    try:
+        require_store(store.uri)
+        runs = completed_runs(store, experiment)
+    except ValueError as err:
+        raise BenchError(str(err)) from None
+    if run_ids:
+        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
+        if unknown:
+            raise BenchError(f"experiment {experiment!r}: no completed run {', '.join(unknown)}")
+        runs = [r for r in runs if r.run_id in run_ids]
+    if not runs:
+        raise BenchError(f"experiment {experiment!r} at {store.uri} has no completed runs; nothing to bench")
+    return runs
+
+
+def check_clock(settings: BenchSettings) -> None:
+    if settings.clock not in ("auto", "wall", "cpu"):
+        raise BenchError(f"clock={settings.clock!r}: expected auto, wall or cpu")
+    if settings.clock == "cpu" and (settings.device != "cpu" or settings.threads != 1):
+        raise BenchError("clock=cpu needs device=cpu and threads=1 (CPU time of several threads is not latency)")
+
+
+@dataclass(frozen=True)
+class LoadedCell:
+    """A trained cell ready to deploy: its model, the size it is timed at and its own."""
+
+    model: nn.Module
+    img: int
+    own_img: int  # its train.img_size: only an export at that size is logged on its run
+    calibration: Callable[[tuple[int, int]], Calibration]
+
+
+def load_cells(
+    store: Store, experiment: str, runs: list[CompletedRun], settings: BenchSettings, directory: Path
+) -> dict[str, LoadedCell]:
+    cells = {}
+    for run in runs:
+        try:
+            config, model = load_run(store.uri, run.run_id, directory / run.run_id)
+        except ExportError as err:
+            raise BenchError(f"experiment {experiment!r} ({run.run_name}): {err}") from None
+        own_img = int(OmegaConf.select(config, "train.img_size", default=0) or 0)
+        img = settings.img or own_img
+        if img < 32 or img % 32:
+            raise BenchError(f"run {run.run_id}: img={img}: expected a positive multiple of 32")
+        cells[run.run_id] = LoadedCell(model, img, own_img, cell_calibration(config, run.run_name, img, settings))
+    return cells
+
+
+def record_cell(
+    store: Store, run: CompletedRun, deployments: list[Deployment], deployed: DeployedPasses,
+    timings: Mapping[tuple[str, str], np.ndarray], settings: BenchSettings, img: int, clock: str, *, cells: int,
+) -> list[BenchResult]:
+    """One cell's figures onto its run: per method the summary metrics, the tag saying how it
+    was measured (or why it is unsupported) and the round medians the report pairs by round."""
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    measured: list[BenchResult] = []
+    for deployment in deployments:
+        method = method_name(deployment, settings.threads, settings.batch, img, clock)
+        description = method_description(deployment, settings, img, cells)
+        reason = deployed.unsupported.get((run.run_id, deployment.key))
+        if reason is not None:  # a named, logged cell: no figures, the reason in its tag
+            tags[schema.bench_tag(method)] = json.dumps(description | {"status": "unsupported", "reason": reason})
+            continue
+        times = timings[(run.run_id, deployment.key)]
+        summary = summarise(times, settings.seed)
+        metrics.update({schema.bench_metric(method, k): v for k, v in summary.metrics().items()})
+        tags[schema.bench_tag(method)] = json.dumps(description | deployed.descriptions[(run.run_id, deployment.key)])
+        measured.append(BenchResult(run.run_id, run.run_name, method, summary, times))
+    recorder = RunTracker(store, run.run_id)
+    recorder.log_metrics(metrics)
+    recorder.set_tags(tags)
+    for result in measured:
+        # Round r of every cell shares one pass over the machine: the report pairs them.
+        recorder.log_json(
+            {"round_medians_ms": np.median(result.times_ms, axis=1).tolist(), "seed": settings.seed},
+            schema.bench_rounds_artifact(result.method),
+        )
+    return measured

@@ -48,7 +48,7 @@ from lightyolo.store.ownership import owner_is_alive, owner_tags
 from lightyolo.store.queries import PastRun, runs_with_hash
 from lightyolo.store.runs import RunTracker, cell_params, parent_run_id_from_env, source_tags
 from lightyolo.store.schema import (
-    CLAIMED_RUN_TAG, CODE_IDENTITY_TAG, COMPLETED, FAILED, GIT_SHA_TAG, HEARTBEAT_TAG, INTERRUPTED, OUTPUT_DIR_TAG,
+    CLAIMED_RUN_TAG, CODE_IDENTITY_TAG, COMPLETED, EVAL_SPLIT_TAG, FAILED, GIT_SHA_TAG, HEARTBEAT_TAG, INTERRUPTED, OUTPUT_DIR_TAG,
     OWNER_HOST_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, RECIPE_TAG, RESUMED, RESUMED_FROM_TAG, RUNNING, SEED_TAG, STATUS_TAG,
     SWEEP_ID_TAG, VERSION_TAG,
 )
@@ -240,7 +240,21 @@ def skip_completed(settings: Settings, cell: CellIdentity, completed: PastRun) -
         log.info("run %s was made by code %s, kept for %s (reuse_across_code=true)",
                  completed.run_id, completed.tags.get(CODE_IDENTITY_TAG, "unknown"), cell.code_identity)
         RunTracker(Store(settings.run.tracking_uri), completed.run_id).set_tags({REUSE_KEY: "true"})
-    return RunResult(completed.run_id, "skipped")
+    return RunResult(completed.run_id, "skipped", reported_figures(Store(settings.run.tracking_uri), completed))
+
+
+def reported_figures(store: Store, completed: PastRun) -> dict[str, float]:
+    """The COCO figures a completed run reported, under their plain names (`map50_95`): a
+    skipped cell's result carries them, so a sweep's summary and the adaptive sweep's verdicts
+    count it like a cell trained now."""
+    logged = store.get_run(completed.run_id).data.metrics
+    split = completed.tags.get(EVAL_SPLIT_TAG)
+    figures = {}
+    for name in schema.COCO_METRICS:
+        found = next((logged[source] for source in schema.reported_metric_sources(name, split) if source in logged), None)
+        if found is not None:
+            figures[name] = float(found)
+    return figures
 
 
 def live_owner(settings: Settings, past: list[PastRun]) -> RunResult | None:

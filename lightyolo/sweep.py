@@ -203,7 +203,7 @@ def sweep_summary(results: list[CellResult], expected: int, failed: int) -> tupl
         schema.SWEEP_SKIPPED: float(sum(r.status == "skipped" for r in results)),
         schema.SWEEP_FAILED: float(failed),
     }
-    scored = [r for r in results if r.map50_95 is not None]
+    scored = [r for r in results if r.status == schema.COMPLETED and r.map50_95 is not None]
     if not scored:
         return summary, None
     best = max(scored, key=lambda r: r.map50_95)

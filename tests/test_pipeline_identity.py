@@ -126,3 +126,14 @@ def test_the_group_choice_params_are_no_identity_items(tiny_config) -> None:
     config = settings.resolve(tiny_config()).config
     params = cell_params(config, {"backbone": "c3", "neck": "pan", "operator": "conv", "dataset": "shapes"})
     assert identity.identity_items(params) == identity.identity_items(flatten(config))
+
+
+def test_a_skipped_cell_reports_the_figures_of_its_completed_run(tiny_config) -> None:
+    """The sweep's summary and the adaptive sweep's verdicts read a skipped cell's mAP from its
+    result: it is the completed run's reported (test split) figure, not a missing seed."""
+    cfg = tiny_config()
+    first = pipeline.run(cfg)
+    again = pipeline.run(cfg)
+    assert (again.status, again.run_id) == ("skipped", first.run_id)
+    assert again.metrics["map50_95"] == pytest.approx(first.metrics["map50_95"])
+    assert again.metrics["map50"] == pytest.approx(first.metrics["map50"])

@@ -281,8 +281,12 @@ def main() -> None:
     except ConfigPathError as error:  # a LIGHTYOLO_CONFIG_PATH entry that is no directory
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    usage = f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}"
+    if sys.argv[1:2] in (["-h"], ["--help"]):  # NAME --help: the sweep's own config and keys (Hydra's)
+        print(f"{usage}\nkeys: those of `lightyolo run --help`, and seeds=adaptive (docs/sweeps.md)")
+        raise SystemExit(0)
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
-        print(f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}", file=sys.stderr)
+        print(usage, file=sys.stderr)
         raise SystemExit(2)
     name, overrides = sys.argv[1], sys.argv[2:]
     path = sweep_file(name)
@@ -292,7 +296,9 @@ def main() -> None:
         raise SystemExit(2)
     if adaptive_sweep.ADAPTIVE in overrides:  # seeds launched as the comparisons need them
         raise SystemExit(adaptive_sweep.main(name, path, overrides))
-    sys.argv = [sys.argv[0], "-m", "-cd", str(path.parent), "-cn", name, *overrides]
+    # --cfg / --info show the sweep's config: Hydra takes them alone, without --multirun
+    shows = any(arg.split("=")[0] in ("-c", "--cfg", "-i", "--info") for arg in overrides)
+    sys.argv = [sys.argv[0], *([] if shows else ["-m"]), "-cd", str(path.parent), "-cn", name, *overrides]
     cli()
 
 

@@ -102,3 +102,19 @@ def test_a_config_path_directory_sets_a_commands_defaults(capsys, tmp_path: Path
     code, out, err = call(capsys, "zoo", "--cfg", "job", "img=128")  # the command line still wins
     assert code == 0, err
     assert (OmegaConf.create(out).img, OmegaConf.create(out).format) == (128, "csv")
+
+
+def test_the_command_configs_keep_the_settings_defaults() -> None:
+    """conf/<command>.yaml states each default the settings classes had (and still have)."""
+    from lightyolo.bench.__main__ import bench_options
+    from lightyolo.bench.experiment import BenchSettings
+    from lightyolo.command import compose
+    from lightyolo.deploy.__main__ import deploy_options
+    from lightyolo.deploy.experiment import DeploySettings
+    from lightyolo.export import ExportOptions, export_options
+    from lightyolo.report.cli import ReportOptions, parse_options
+
+    assert bench_options(compose("bench", ["experiment=x"])) == ("x", None, (), BenchSettings())
+    assert deploy_options(compose("deploy", ["experiment=x"])) == ("x", None, (), DeploySettings())
+    assert export_options(compose("export", ["run_id=r"])) == ExportOptions(run_id="r")
+    assert parse_options([]) == ReportOptions()

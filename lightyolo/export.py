@@ -59,6 +59,7 @@ MIN_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "detections"
 
+
 class ExportError(Exception):
     """A condition `export` (and `bench`) explains in one line: a missing run, file or key."""
 

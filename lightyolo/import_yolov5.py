@@ -21,6 +21,7 @@ from lightyolo.models.detector import build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.models.yolov5_checkpoint import CheckpointError, read_yolov5_checkpoint
 
+
 def convert(src: Path, out: Path) -> str:
     """Write `src`'s weights to `out`; the line that says what was written."""
     state, scale, nc = read_yolov5_checkpoint(src)

@@ -17,6 +17,7 @@ from lightyolo import command
 from lightyolo.bench.experiment import BenchError, BenchSettings, CellResult, bench_runs
 from lightyolo.settings import tracking_uri
 
+
 def bench_options(cfg: DictConfig) -> tuple[str, str | None, tuple[str, ...], BenchSettings]:
     """The composed `conf/bench.yaml` → (experiment, tracking_uri, run_ids, settings)."""
     command.required(cfg, "experiment", "bench: experiment=NAME is required")

@@ -13,6 +13,7 @@ from lightyolo import command
 from lightyolo.deploy.experiment import DeployError, DeployResult, DeploySettings, deploy_runs
 from lightyolo.settings import tracking_uri
 
+
 def deploy_options(cfg: DictConfig) -> tuple[str, str | None, tuple[str, ...], DeploySettings]:
     """The composed `conf/deploy.yaml` → (experiment, tracking_uri, run_ids, settings)."""
     command.required(cfg, "experiment", "deploy: experiment=NAME is required")

@@ -38,6 +38,7 @@ from lightyolo.report.plots import tradeoff_plots
 from lightyolo.report.tables import report_markdown
 from lightyolo.settings import tracking_uri
 
+
 @dataclass(frozen=True)
 class ReportOptions:
     """What one report reads and where it writes (conf/report.yaml; None: the default `--help` describes)."""

@@ -1,21 +1,18 @@
 """What each cell of a multirun leaves behind, and what the sweep as a whole reports back.
 
 A cell writes `<sweep dir>/<job>/cell_result.json` whatever happens to it (`run.run_cell`);
-the sweep callback reads them back for its summary (`lightyolo.sweep`) and records how many
-failed for the CLI's exit status. Both sides import this module, not each other.
+the sweep callback reads them back for its summary (`lightyolo.sweep`), whose failures
+become the command's exit status. Both sides import this module, not each other.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RESULT_FILE = "cell_result.json"
-# Set by the sweep callback in the launching process, read by `run.cli` for its exit status.
-ENV_FAILURES = "LIGHTYOLO_SWEEP_FAILURES"
 
 
 @dataclass
@@ -43,12 +40,3 @@ def read_results(sweep_dir: Path) -> list[CellResult]:
 def _job_order(name: str) -> tuple[int, str]:
     return (int(name), name) if name.isdigit() else (sys.maxsize, name)
 
-
-def record_sweep_failures(failed: int) -> None:
-    """Note the failed (or vanished) cells of the sweep this process just ran."""
-    os.environ[ENV_FAILURES] = str(failed)
-
-
-def take_sweep_failures() -> int:
-    """The failures recorded by the last sweep of this process (0 if none ran), cleared."""
-    return int(os.environ.pop(ENV_FAILURES, "0"))

@@ -2,7 +2,8 @@
 
 `lightyolo run …` is `python -m lightyolo.run …`, and likewise for each command: the command
 names a module, which runs as `__main__` with the same arguments. A command whose module
-this install lacks is refused with one line.
+this install lacks is refused with one line. Every command takes Hydra's `key=value`
+overrides, `--help` and `--cfg job` (lightyolo/command.py, docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import runpy
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 # command → what it does (the module is lightyolo.<command>).
 COMMANDS: dict[str, str] = {
@@ -23,34 +24,6 @@ COMMANDS: dict[str, str] = {
     "deploy": "test-split mAP of an experiment's cells through a deployment runtime and precision",
     "import_yolov5": "convert an official YOLOv5 .pt checkpoint into the weights lightyolo loads",
 }
-
-
-def key_value_command(
-    name: str,
-    usage_text: str,
-    argv: Sequence[str] | None,
-    action: Callable[[list[str]], None],
-    errors: type[Exception],
-    exit_code: Callable[[Exception], int] = lambda err: 2,
-) -> int:
-    """The `main` of a `key=value` command (export, bench, report): `--help` prints its usage;
-    `action(argv)` does the work and prints its result; one of `errors` becomes one line on
-    stderr, `<name>: <message>`, and the exit code `exit_code(err)`."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(usage_text, end="")
-        return 0
-    try:
-        action(args)
-    except errors as err:
-        print(f"{name}: {err}", file=sys.stderr)
-        return exit_code(err)
-    return 0
-
-
-def name_list(value: str) -> tuple[str, ...]:
-    """A list-valued key: `[a,b]` or `a,b` → ("a", "b")."""
-    return tuple(part.strip() for part in value.strip().strip("[]").split(",") if part.strip())
 
 
 def usage() -> str:

@@ -9,7 +9,7 @@ Every lookup of a config file, group option or named sweep goes through here.
   top-level folders themselves.
 - Plugins: `LIGHTYOLO_CONFIG_PATH`, directories separated by `os.pathsep`, each laid out like
   `conf/` (`backbone/`, `neck/`, `operator/`, `dataset/`, `head/`) plus a `sweeps/` folder of named
-  grids. They join every group after the built-ins (Hydra through
+  grids and a `commands/` folder of command defaults (`commands/bench.yaml`; lightyolo.command). They join every group after the built-ins (Hydra through
   `lightyolo/hydra_searchpath.py`; the zoo, the choice validation and
   `python -m lightyolo.sweep NAME` through `config_dirs` / `sweep_file`).
 - Hydra's own `hydra.searchpath=[file://DIR]` on a command line: `config_dirs(argv)` adds

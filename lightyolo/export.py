@@ -26,10 +26,10 @@ The ONNX graph:
     grid row, then column. (Ultralytics' own export is the transpose, (B, 4 + nc, N).)
   The head's raw per-level maps (the training output) are not exported.
 
-Keys: `run_id=` (the MLflow run; `tracking_uri=` as in the report, default
-`sqlite:///<cwd>/mlflow.db`) or `weights=<best.pt> config=<config.yaml>` (files on disk; no
-logging), `img=`, `dynamic_batch=`, `out=` (the .onnx file to write; default
-`export/<run_id or weights stem>.onnx`), `opset=` (≥ 17).
+Keys (conf/export.yaml, `--help`): `run_id=` (the MLflow run; `tracking_uri=` as in the
+report, default `sqlite:///<cwd>/mlflow.db`) or `weights=<best.pt> config=<config.yaml>`
+(files on disk; no logging), `img=`, `dynamic_batch=`, `out=` (the .onnx file to write;
+default `export/<run_id or weights stem>.onnx`), `opset=` (≥ 17).
 """
 
 from __future__ import annotations
@@ -39,16 +39,15 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from lightyolo.cli import key_value_command
+from lightyolo import command
 from lightyolo.configs import ConfigPathError, UnregisteredTargetError, check_registered_targets
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.settings import tracking_uri
@@ -59,20 +58,6 @@ from lightyolo.store.health import require_store
 MIN_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "detections"
-
-USAGE = """usage: python -m lightyolo.export [key=value ...]
-
-keys:
-  run_id=ID           MLflow run of a cell: its config.yaml and weights/best.pt are used and
-                      the ONNX file is logged back as its artifact export/model.onnx
-  tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
-  weights=FILE        instead of run_id: a best.pt (or last.pt) checkpoint on disk ...
-  config=FILE         ... and the config.yaml of the run that wrote it
-  img=N               input H = W in pixels (default: the run's train.img_size)
-  dynamic_batch=BOOL  true: symbolic batch axis (default: false, batch 1)
-  opset=N             ONNX opset, >= 17 (default: 17)
-  out=FILE            where to write the .onnx (default: export/<run_id or weights name>.onnx)
-"""
 
 
 class ExportError(Exception):
@@ -231,45 +216,14 @@ class ExportOptions:
     out: str | None = None
 
 
-def parse_key_values(argv: Sequence[str], valid: Sequence[str], command: str) -> dict[str, str]:
-    """key=value arguments → {key: value}; ExportError naming a bad argument."""
-    names = ", ".join(valid)
-    values: dict[str, str] = {}
-    for argument in argv:
-        key, sep, value = argument.partition("=")
-        if not sep:
-            raise ExportError(f"{command}: argument {argument!r}: expected key=value (valid keys: {names})")
-        if key not in valid:
-            raise ExportError(f"{command}: unknown key {key!r} (valid keys: {names})")
-        if not value:
-            raise ExportError(f"{command}: {key}= is empty: give a value")
-        values[key] = value
-    return values
-
-
-def as_int(key: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ExportError(f"{key}={value!r}: expected an integer") from None
-
-
-def as_bool(key: str, value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise ExportError(f"{key}={value!r}: expected true or false")
-
-
-def parse_options(argv: Sequence[str]) -> ExportOptions:
-    values: dict[str, Any] = parse_key_values(argv, [f.name for f in fields(ExportOptions)], "export")
-    for key in ("img", "opset"):
-        if key in values:
-            values[key] = as_int(key, values[key])
-    if "dynamic_batch" in values:
-        values["dynamic_batch"] = as_bool("dynamic_batch", values["dynamic_batch"])
-    options = ExportOptions(**values)
+def export_options(cfg: DictConfig) -> ExportOptions:
+    """The composed `conf/export.yaml` → ExportOptions; a UsageError naming a bad value."""
+    options = ExportOptions(
+        run_id=command.text(cfg, "run_id"), tracking_uri=command.text(cfg, "tracking_uri"),
+        weights=command.text(cfg, "weights"), config=command.text(cfg, "config"),
+        img=command.integer(cfg, "img"), dynamic_batch=command.boolean(cfg, "dynamic_batch"),
+        opset=command.integer(cfg, "opset"), out=command.text(cfg, "out"),
+    )
     from_files = options.weights is not None or options.config is not None
     if (options.run_id is not None) == from_files or (from_files and None in (options.weights, options.config)):
         raise ExportError("export: give run_id=ID, or both weights=FILE and config=FILE")
@@ -305,8 +259,10 @@ def export(options: ExportOptions, *, cwd: Path | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return key_value_command(
-        "lightyolo.export", USAGE, argv, lambda args: print(f"wrote {export(parse_options(args))}"), ExportError
+    """`lightyolo export [key=value ...]` (conf/export.yaml): prints the file written."""
+    return command.run(
+        "export", argv, lambda cfg: print(f"wrote {export(export_options(cfg))}"),
+        label="lightyolo.export", errors=(ExportError,),
     )
 
 

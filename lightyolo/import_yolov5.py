@@ -1,4 +1,4 @@
-"""`python -m lightyolo.import_yolov5 src=yolov5n.pt out=yolov5n.state_dict.pt`: an official
+"""`lightyolo import_yolov5 src=yolov5n.pt out=yolov5n.state_dict.pt` (conf/import_yolov5.yaml): an official
 YOLOv5 detection checkpoint (v6.x / v7.0, scales n/s/m) → the state dict `model.weights=`
 loads. The converted weights are checked by loading them, complete, into lightyolo's YOLOv5
 (backbone=c3 neck=pan operator=conv) of the checkpoint's scale and class count.
@@ -13,20 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from lightyolo.cli import key_value_command
+from lightyolo import command
 from lightyolo.configs import config_dir
-from lightyolo.export import ExportError, parse_key_values
 from lightyolo.models.detector import build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.models.yolov5_checkpoint import CheckpointError, read_yolov5_checkpoint
-
-USAGE = """usage: python -m lightyolo.import_yolov5 src=FILE.pt out=FILE
-
-  src=FILE.pt   an official YOLOv5 detection checkpoint (v6.x/v7.0, yolov5n/s/m.pt or your own)
-  out=FILE      where to write the state dict (then: model.weights=FILE model.scale=<its scale>)
-"""
 
 
 def convert(src: Path, out: Path) -> str:
@@ -44,15 +37,16 @@ def convert(src: Path, out: Path) -> str:
     return f"wrote {out}: YOLOv5{scale}, {nc} classes, {len(state)} tensors; use model.weights={out} model.scale={scale}"
 
 
-def run(argv: list[str]) -> None:
-    values = parse_key_values(argv, ["src", "out"], "import_yolov5")
-    if set(values) != {"src", "out"}:
-        raise ExportError("import_yolov5: give src=FILE.pt and out=FILE")
-    print(convert(Path(values["src"]), Path(values["out"])))
+def run(cfg: DictConfig) -> None:
+    for key in ("src", "out"):
+        command.required(cfg, key, "import_yolov5: give src=FILE.pt and out=FILE")
+    print(convert(Path(command.text(cfg, "src")), Path(command.text(cfg, "out"))))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return key_value_command("lightyolo.import_yolov5", USAGE, argv, run, (ExportError, CheckpointError, OSError))
+    """`lightyolo import_yolov5 src=FILE.pt out=FILE` (conf/import_yolov5.yaml)."""
+    return command.run("import_yolov5", argv, run, label="lightyolo.import_yolov5",
+                       errors=(CheckpointError, OSError))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lightyolo import hydra_searchpath, pipeline
-from lightyolo.cell_result import CellResult, take_sweep_failures
+from lightyolo.cell_result import CellResult
 from lightyolo.configs import GROUPS, RECIPE_GROUPS, ConfigPathError, config_dir, config_dirs, group_options
 from lightyolo.models.contracts import ContractError
 from lightyolo.settings import group_choices, run_name, tracking_uri
@@ -119,14 +119,11 @@ def cli() -> None:
     if error:
         print(error, file=sys.stderr)
         raise SystemExit(2)
-    take_sweep_failures()  # a count left by an earlier sweep of this process is not ours
     hydra_searchpath.register()  # LIGHTYOLO_CONFIG_PATH joins the groups
     try:
-        main()
+        main()  # a multirun with failed cells ends in SweepCallback.on_multirun_end: exit status 1
     except KeyboardInterrupt as stop:  # a multirun's cell stopped by a signal: the sweep stops too
         exit_interrupted(stop)
-    if take_sweep_failures():
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

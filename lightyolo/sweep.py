@@ -7,7 +7,7 @@ machine; submitit: on SLURM, or `submitit_local` here). Each cell writes
 sweep's parent run before any job starts (its id goes to the jobs in
 `store.runs.PARENT_RUN_ENV`, so every launcher's cells nest under it), and at the end reads
 those files back, prints the summary table, logs it on the parent run, closes that run, and
-records whether any cell failed (`cell_result.record_sweep_failures`), so that
+ends the process with exit status 1 when any cell failed, so that
 `python -m lightyolo.run -m …` exits non-zero.
 
 `python -m lightyolo.sweep NAME [overrides]` is short for
@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightyolo import adaptive_sweep
 from lightyolo.bench.experiment import BenchError, BenchSettings, bench_runs
-from lightyolo.cell_result import CellResult, read_results, record_sweep_failures
+from lightyolo.cell_result import CellResult, read_results
 from lightyolo.configs import ConfigPathError, sweep_dirs, sweep_file, sweep_names
 from lightyolo.pipeline import git_sha
 from lightyolo.run import cli, exit_on_bad_experiment  # the one CLI; run.py never imports this module
@@ -49,9 +49,6 @@ from lightyolo.store.ui import ui_link
 
 log = logging.getLogger(__name__)
 
-# Set by the launching process for its jobs (inherited by joblib/submitit workers).
-ENV_CELLS = "LIGHTYOLO_SWEEP_CELLS"
-ENV_START = "LIGHTYOLO_SWEEP_START"
 
 
 def sweep_grid(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict[str, str]:
@@ -113,14 +110,17 @@ class SweepCallback(Callback):
     def __init__(self) -> None:
         self._parent: RunTracker | None = None
         self._experiment_id = ""
+        # The grid's size and start, set before any job: the jobs' on_job_start reads them off
+        # this object, which joblib and submitit pickle into their workers with the launcher.
+        self._cells = 0
+        self._started: float | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         exit_on_bad_experiment(config.experiment)
         task = list(config.hydra.overrides.task)
         grid = sweep_grid(task, config.hydra.sweeper.get("params"))
         cells = count_cells(task, config.hydra.sweeper.get("params"))
-        os.environ[ENV_CELLS] = str(cells)
-        os.environ[ENV_START] = str(time.time())
+        self._cells, self._started = cells, time.time()
         sweep_dir = str(config.hydra.sweep.dir)
         # Created once here, before parallel jobs could race to create it. A store that does
         # not answer, or a parent run that cannot be made, stops the sweep before any cell.
@@ -152,35 +152,37 @@ class SweepCallback(Callback):
         )
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if ENV_CELLS not in os.environ or "sweep" not in config.hydra:
+        if self._started is None or "sweep" not in config.hydra:
             return
-        log.info(
-            "%s",
-            progress_line(
-                int(config.hydra.job.num), int(os.environ[ENV_CELLS]),
-                float(os.environ[ENV_START]), time.time(),
-            ),
-        )
+        log.info("%s", progress_line(int(config.hydra.job.num), self._cells, self._started, time.time()))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        expected = int(os.environ.get(ENV_CELLS, "0"))
+        # Hydra's multirun returns nothing to its caller (hydra.main drops the launcher's job
+        # returns), so the sweep's result leaves as the exit status; SystemExit, unlike an
+        # Exception, is not turned into a warning by Hydra. Ours is the first callback, whose
+        # on_multirun_end Hydra calls last.
+        if self._end(config):
+            raise SystemExit(1)
+
+    def _end(self, config: DictConfig) -> int:
+        """The summary, the parent run closed, the bench stage; returns the failed cells."""
+        expected = self._cells
         results = read_results(Path(config.hydra.sweep.dir))
         failed = sum(r.status == "failed" for r in results) + max(expected - len(results), 0)
-        record_sweep_failures(failed)
         table = summary_table(results, expected)
         headline = f"sweep {config.hydra.sweep.dir}: {len(results) - failed}/{expected} cells ok"
         os.environ.pop(PARENT_RUN_ENV, None)  # a later run of this process is no cell of it
         print(f"\n{headline}")
         print(table, flush=True)
         if self._parent is None:
-            return
+            return failed
         link = ui_link(self._parent.store.uri, self._experiment_id)
         if results and not failed and all(r.status == "skipped" for r in results):
             # A rerun of a finished grid: its cells stay under the sweep that trained them,
             # and their bench figures stand; no empty parent run, no second bench stage.
             self._parent.discard()
             print(f"nothing to train: every cell had completed; MLflow: {link}", flush=True)
-            return
+            return failed
         self._parent.log_text(f"{headline}\n{table}\n", schema.SWEEP_SUMMARY_ARTIFACT)
         summary, best_cell = sweep_summary(results, expected, failed)
         self._parent.log_metrics(summary)
@@ -192,6 +194,7 @@ class SweepCallback(Callback):
             error=f"{failed} of {expected} cells failed" if failed else None,
         )
         print(f"MLflow: {link}", flush=True)
+        return failed
 
 
 def sweep_summary(results: list[CellResult], expected: int, failed: int) -> tuple[dict[str, float], str | None]:
@@ -267,8 +270,12 @@ def main() -> None:
     except ConfigPathError as error:  # a LIGHTYOLO_CONFIG_PATH entry that is no directory
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    usage = f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}"
+    if sys.argv[1:2] in (["-h"], ["--help"]):  # NAME --help: the sweep's own config and keys (Hydra's)
+        print(f"{usage}\nkeys: those of `lightyolo run --help`, and seeds=adaptive (docs/sweeps.md)")
+        raise SystemExit(0)
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
-        print(f"usage: python -m lightyolo.sweep NAME [key=value ...]; sweeps: {names}", file=sys.stderr)
+        print(usage, file=sys.stderr)
         raise SystemExit(2)
     name, overrides = sys.argv[1], sys.argv[2:]
     path = sweep_file(name)
@@ -278,7 +285,9 @@ def main() -> None:
         raise SystemExit(2)
     if adaptive_sweep.ADAPTIVE in overrides:  # seeds launched as the comparisons need them
         raise SystemExit(adaptive_sweep.main(name, path, overrides))
-    sys.argv = [sys.argv[0], "-m", "-cd", str(path.parent), "-cn", name, *overrides]
+    # --cfg / --info show the sweep's config: Hydra takes them alone, without --multirun
+    shows = any(arg.split("=")[0] in ("-c", "--cfg", "-i", "--info") for arg in overrides)
+    sys.argv = [sys.argv[0], *([] if shows else ["-m"]), "-cd", str(path.parent), "-cn", name, *overrides]
     cli()
 
 

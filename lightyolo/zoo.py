@@ -1,4 +1,5 @@
-"""`python -m lightyolo.zoo --scale s --img 640 [--head v5|v8|all] [--format markdown|csv] [--nc 80]`: the zoo table.
+"""`lightyolo zoo [scale=s img=640 heads=v5|v8|all format=markdown|csv nc=80 threads=1 check=true]`
+(conf/zoo.yaml): the zoo table.
 
 Builds every backbone × neck × operator cell found in `conf/` (and LIGHTYOLO_CONFIG_PATH)
 with the chosen head (default v5; `all`: every head in conf/head) on the CPU and prints its size
@@ -8,13 +9,14 @@ output strides. Reads no data and trains nothing.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 
-from lightyolo.configs import DEFAULT_HEAD, group_options
+from lightyolo import command
+from lightyolo.configs import group_options
 from lightyolo.models.contracts import ContractError
 from lightyolo.models.detector import SCALES
 from lightyolo.measure.zoo import TABLE_FORMATS, format_table, zoo_rows
@@ -27,62 +29,47 @@ CONVENTIONS = (
 )
 
 
-def _image_size(text: str) -> int:
-    try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if size < 32 or size % 32:
-        raise argparse.ArgumentTypeError(f"expected a positive multiple of 32 (the largest stride), got {size}")
-    return size
+@dataclass(frozen=True)
+class ZooOptions:
+    scale: str
+    img: int
+    format: str
+    heads: str
+    nc: int
+    threads: int
+    check: bool
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def zoo_options(cfg: DictConfig) -> ZooOptions:
+    """The composed `conf/zoo.yaml` → ZooOptions; a UsageError naming a bad value."""
+    img = command.integer(cfg, "img")
+    if img < 32 or img % 32:
+        raise command.UsageError(f"img={img}: expected a positive multiple of 32 (the largest stride)")
+    return ZooOptions(
+        scale=command.choice(cfg, "scale", sorted(SCALES)), img=img,
+        format=command.choice(cfg, "format", TABLE_FORMATS),
+        heads=command.choice(cfg, "heads", [*group_options("head"), "all"]),
+        nc=command.integer(cfg, "nc", 1), threads=command.integer(cfg, "threads", 1),
+        check=command.boolean(cfg, "check"),
+    )
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightyolo.zoo", description="Size of every backbone × neck × operator cell in conf/."
-    )
-    parser.add_argument("--scale", choices=sorted(SCALES), default="n", help="YOLOv5 scale (default n)")
-    parser.add_argument("--img", type=_image_size, default=640, help="square input size in pixels (default 640)")
-    parser.add_argument("--format", choices=TABLE_FORMATS, default="markdown", help="output format")
-    parser.add_argument(
-        "--head", choices=[*group_options("head"), "all"], default=DEFAULT_HEAD,
-        help=f"the head every cell gets (default {DEFAULT_HEAD}); all = one row per head",
-    )
-    parser.add_argument("--nc", type=_positive_int, default=80, help="number of classes (default 80)")
-    parser.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=1,
-        help="torch intra-op threads (default 1: the models are small, and extra threads on busy cores slow it down)",
-    )
-    parser.add_argument(
-        "--no-check", action="store_true", help="skip the FlopCounterMode cross-check (about twice as fast)"
-    )
-    return parser.parse_args(argv)
+def print_zoo(cfg: DictConfig) -> None:
+    options = zoo_options(cfg)
+    torch.set_num_threads(options.threads)
+    rows = zoo_rows(options.scale, options.img, options.nc, check=options.check, head=options.heads)
+    if options.format == "markdown":
+        print(f"Zoo at scale {options.scale}, {options.img}×{options.img}, nc {options.nc}, "
+              f"head {options.heads}. {CONVENTIONS}.\n")
+    print(format_table(rows, options.format), end="")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(args.threads)
-    try:
-        rows = zoo_rows(args.scale, args.img, args.nc, check=not args.no_check, head=args.head)
-    except (FileNotFoundError, ValueError, ContractError) as error:  # a missing, malformed or contract-breaking variant
-        print(f"python -m lightyolo.zoo: error: {error}", file=sys.stderr)
-        return 2
-    if args.format == "markdown":
-        print(f"Zoo at scale {args.scale}, {args.img}×{args.img}, nc {args.nc}, head {args.head}. {CONVENTIONS}.\n")
-    print(format_table(rows, args.format), end="")
-    return 0
+    """`lightyolo zoo [key=value ...]`; a missing, malformed or contract-breaking variant is one line."""
+    return command.run(
+        "zoo", argv, print_zoo, label="python -m lightyolo.zoo: error",
+        errors=(FileNotFoundError, ValueError, ContractError),
+    )
 
 
 if __name__ == "__main__":

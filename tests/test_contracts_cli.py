@@ -145,7 +145,7 @@ def cli(plugin: Path, config_dir: str, *args: str) -> subprocess.CompletedProces
 
 
 def test_the_zoo_names_a_backbone_with_wrong_out_channels_in_one_line(broken_plugin: Path) -> None:
-    proc = cli(broken_plugin, "wide_p5", "lightyolo.zoo", "--no-check", "--img", "64")
+    proc = cli(broken_plugin, "wide_p5", "lightyolo.zoo", "check=false", "img=64")
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("python -m lightyolo.zoo: error: conf/backbone: WideP5Backbone declares out_channels (64, 128, 257)")

@@ -177,7 +177,7 @@ def user_command(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_users_own_head_joins_the_zoo_and_trains(user_head_project: Path, tmp_path: Path) -> None:
-    zoo = user_command(user_head_project, "zoo", "--head", "light", "--no-check", "--img", "64", "--format", "csv")
+    zoo = user_command(user_head_project, "zoo", "heads=light", "check=false", "img=64", "format=csv")
     assert zoo.returncode == 0, zoo.stderr[-2000:]
     rows = pd.read_csv(io.StringIO(zoo.stdout)).set_index(["backbone", "neck", "operator"])
     light = rows.loc[("c3", "pan", "conv")]

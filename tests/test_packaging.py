@@ -95,6 +95,8 @@ def test_the_installed_wheel_is_what_runs_and_carries_the_configs(venv: Path, ou
     site_packages = package.parent.parent
     assert venv in site_packages.parents and REPO not in package.parents
     assert conf == site_packages / "lightyolo" / "conf" and (conf / "config.yaml").is_file()
+    commands = ("_command", "export", "bench", "deploy", "report", "zoo", "import_yolov5")
+    assert all((conf / f"{name}.yaml").is_file() for name in commands)  # each command's own config
     assert sweeps == site_packages / "lightyolo" / "sweeps"
     assert plugin == site_packages / "hydra_plugins" / "lightyolo_searchpath.py"
     assert lines[4] == str(["c2f", "c3", "ghost", "mobilenetv3", "shufflenetv2"])
@@ -102,7 +104,7 @@ def test_the_installed_wheel_is_what_runs_and_carries_the_configs(venv: Path, ou
 
 
 def test_the_console_script_lists_the_zoo(venv: Path, outside: Path) -> None:
-    proc = run([str(venv / "bin" / "lightyolo"), "zoo", "--no-check", "--img", "64", "--format", "csv"], outside)
+    proc = run([str(venv / "bin" / "lightyolo"), "zoo", "check=false", "img=64", "format=csv"], outside)
     zoo = pd.read_csv(io.StringIO(proc.stdout))
     assert len(zoo) == 5 * 3 * 2
     baseline = zoo[(zoo.backbone == "c3") & (zoo.neck == "pan") & (zoo.operator == "conv")].iloc[0]

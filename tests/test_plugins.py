@@ -72,7 +72,7 @@ def plain_backbone_params(width_multiple: float = 0.25) -> int:
 
 
 def test_the_zoo_lists_the_plugin_variants_with_exact_parameter_counts(project: Path) -> None:
-    zoo = pd.read_csv(io.StringIO(ok(lightyolo(project, "zoo", "--no-check", "--img", "64", "--format", "csv")).stdout))
+    zoo = pd.read_csv(io.StringIO(ok(lightyolo(project, "zoo", "check=false", "img=64", "format=csv")).stdout))
     rows = zoo.set_index(["backbone", "neck", "operator"])
     assert len(rows) == 6 * 3 * 3  # c2f, c3, ghost, mobilenetv3, plain, shufflenetv2 × c2f_pan, pan, slim × conv, dilated, involution
     baseline = rows.loc[("c3", "pan", "conv")]

@@ -1,4 +1,4 @@
-"""`python -m lightyolo.report [key=value ...]`: the ablation report of one MLflow experiment.
+"""`lightyolo report [key=value ...]` (conf/report.yaml): the ablation report of one MLflow experiment.
 
 Reads the runs back from the tracking store alone (docs/design.md: the report never retrains),
 writes `<out>/<experiment>/ablation.md`, `ablation.csv` (one row per variant), `runs.csv`
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig
 
-from lightyolo.cli import key_value_command
+from lightyolo import command
 from lightyolo.report.aggregate import (
     Baseline,
     add_comparisons,
@@ -39,26 +40,10 @@ from lightyolo.store.client import Store
 from lightyolo.store.queries import runs_named, sweep_parent_run
 from lightyolo.store.runs import RunTracker
 
-USAGE = """usage: python -m lightyolo.report [key=value ...]
-
-keys:
-  experiment=NAME     MLflow experiment to report (default: the newest in the store)
-  tracking_uri=URI    MLflow store (default: sqlite:///<cwd>/mlflow.db)
-  baseline=B/N/O[/H]  backbone/neck/operator[/head] the deltas compare with (default: c3/pan/conv)
-  out=DIR             output root; files go to DIR/<experiment>/ (default: reports)
-  runs_csv=FILE       rebuild from an earlier report's runs.csv instead of an MLflow store
-                      (experiment defaults to the file's folder name; nothing is logged)
-  margin=PTS          Δ mAP50-95 worth knowing: "equivalent" within ±PTS, seeds needed to
-                      detect PTS (default: 2)
-  seeds=adaptive      the runs came from `lightyolo.sweep … seeds=adaptive`: decide each row
-                      by the same sequential procedure (with seeds_first=N, seeds_cap=N,
-                      default 3 and 8, as the sweep had them)
-"""
-
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """What one report reads and where it writes; None means the default described in USAGE."""
+    """What one report reads and where it writes (conf/report.yaml; None: the default `--help` describes)."""
 
     experiment: str | None = None
     tracking_uri: str | None = None
@@ -87,20 +72,18 @@ class ReportFiles:
         return [self.markdown, self.variants_csv, self.runs_csv, *self.tables, *self.plots]
 
 
+def report_options(cfg: DictConfig) -> ReportOptions:
+    """The composed `conf/report.yaml` → ReportOptions (values as text: write_report reads them)."""
+    return ReportOptions(**{f.name: command.text(cfg, f.name) for f in fields(ReportOptions)})
+
+
 def parse_options(argv: Sequence[str]) -> ReportOptions:
-    """key=value arguments → ReportOptions; UsageError naming the bad argument otherwise."""
-    valid = ", ".join(f.name for f in fields(ReportOptions))
-    values: dict[str, str] = {}
-    for argument in argv:
-        key, sep, value = argument.partition("=")
-        if not sep:
-            raise UsageError(f"argument {argument!r}: expected key=value (valid keys: {valid})")
-        if key not in valid.split(", "):
-            raise UsageError(f"unknown key {key!r} (valid keys: {valid})")
-        if not value:
-            raise UsageError(f"{key}= is empty: give a value")
-        values[key] = value
-    return ReportOptions(**values)
+    """key=value arguments → ReportOptions, composed as `lightyolo report` composes them;
+    UsageError naming the bad argument."""
+    try:
+        return report_options(command.compose("report", argv))
+    except command.UsageError as err:
+        raise UsageError(str(err)) from None
 
 
 def write_report(options: ReportOptions, *, cwd: Path | None = None) -> ReportFiles:
@@ -208,8 +191,8 @@ def _log_report_run(uri: str, experiment: str, baseline: Baseline, files: Report
     tracker.finish(schema.COMPLETED)
 
 
-def print_report(argv: list[str]) -> None:
-    files = write_report(parse_options(argv))
+def print_report(cfg: DictConfig) -> None:
+    files = write_report(report_options(cfg))
     print(f"report of experiment {files.experiment!r} written to {files.directory}:")
     for path in files.all():
         print(f"  {path}")
@@ -217,7 +200,7 @@ def print_report(argv: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI: prints where the report went, or one line saying why there is none."""
-    return key_value_command(
-        "lightyolo.report", USAGE, argv, print_report, ReportError,
+    return command.run(
+        "report", argv, print_report, label="lightyolo.report", errors=(ReportError,),
         exit_code=lambda err: 2 if isinstance(err, UsageError) else 1,
     )

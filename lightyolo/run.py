@@ -22,6 +22,7 @@ from lightyolo.cell_result import CellResult, take_sweep_failures
 from lightyolo.configs import GROUPS, ConfigPathError, config_dir, config_dirs, group_options
 from lightyolo.models.contracts import ContractError
 from lightyolo.settings import group_choices, run_name, tracking_uri
+from lightyolo.train import interrupt
 from lightyolo.tracking import check_experiment_name, ensure_experiment, ui_link
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,15 @@ def run_cell(cfg: DictConfig, hydra_cfg: DictConfig) -> float | None:
         log.exception("cell %s failed", cell)
         CellResult(cell, "failed", None, time.perf_counter() - started,
                    error=f"{type(exc).__name__}: {exc}").write(job_dir)
+        return None
+    except KeyboardInterrupt as stop:  # the run is saved as interrupted (resumable)
+        interrupt.hand_back(stop)  # SLURM's time limit: submitit requeues this job and exits
+        if not interrupt.in_scheduler_job():
+            raise  # one process runs the sweep: it stops with its cell
+        # A job of its own (scancel, preemption without requeue): this cell failed, the sweep
+        # goes on and its summary says so; a rerun resumes the run.
+        CellResult(cell, "failed", None, time.perf_counter() - started,
+                   error=f"interrupted: {stop}; resumable: run the sweep again").write(job_dir)
         return None
     score = result.metrics.get("map50_95")
     CellResult(cell, result.status, score, time.perf_counter() - started, result.run_id).write(job_dir)

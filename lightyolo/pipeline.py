@@ -40,6 +40,7 @@ from lightyolo.identity import REUSE_KEY, CellIdentity, cell_identity
 from lightyolo.models.detector import Detector, build_detector
 from lightyolo.models.weights import load_weights
 from lightyolo.settings import Settings, resolve
+from lightyolo import cell_checkpoints
 from lightyolo.store import schema
 from lightyolo.store.claims import beat_claim_record, release_claim_record
 from lightyolo.store.client import Store
@@ -161,8 +162,9 @@ def run(cfg: DictConfig, *, output_dir: Path | None = None, sweep_id: str = "") 
         final = evaluate_final(built, fitted)
         measured = measure(settings, built)
         metrics = log_results(tracker, final, fitted, measured, step=max(settings.train.epochs, 0))
-    except (KeyboardInterrupt, CheckpointWriteError) as exc:
-        # Not the cell's fault: the run stays resumable from its last.pt (a rerun continues it).
+    except (KeyboardInterrupt, SystemExit, CheckpointWriteError) as exc:
+        # Not the cell's fault (SystemExit: submitit's requeue exits the job from its signal
+        # handler): the run stays resumable from its last.pt (a rerun continues it).
         tracker.finish(INTERRUPTED, error=f"{type(exc).__name__}: {exc}")
         raise
     except BaseException as exc:
@@ -291,9 +293,10 @@ def open_run(
     store = Store(ident.tracking_uri)
     tags = {**_common_tags(sweep_id), **cell.tags(), **owner_tags()}
     parent = parent_run_id_from_env()
-    resume, tracker, out = _resume_cut_off_run(past, store, {**tags, PARENT_RUN_TAG: parent} if parent else tags)
+    fresh = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
+    resume, tracker, out = _resume_cut_off_run(past, store, {**tags, PARENT_RUN_TAG: parent} if parent else tags, fresh)
     if tracker is None:
-        out = Path(output_dir or tempfile.mkdtemp(prefix="lightyolo-")).resolve()
+        out = fresh
         tags |= {**ident.choices, SEED_TAG: str(ident.seed), RECIPE_TAG: ident.recipe, STATUS_TAG: RUNNING,
                  OUTPUT_DIR_TAG: str(out)}
         tracker = RunTracker.start(
@@ -310,24 +313,28 @@ def open_run(
 
 
 def _resume_cut_off_run(
-    past: list[PastRun], store: Store, tags: dict[str, str]
+    past: list[PastRun], store: Store, tags: dict[str, str], fresh: Path
 ) -> tuple[dict[str, Any] | None, RunTracker | None, Path | None]:
     """Reopen the newest cut-off run of this cell that left a checkpoint: RUNNING (its owner
     was killed; `live_owner` and the claim have ruled out live ones) or interrupted (stopped by
-    a signal or a failed write).
+    a signal or a failed write). The checkpoint is the one in its output dir, else the one in
+    the store, fetched into `fresh` (another node, a deleted working dir: cell_checkpoints.py).
 
     Cut-off runs without a checkpoint are closed as failed, so each cell ends with one
     completed run."""
     for candidate in (r for r in past if r.mlflow_status == "RUNNING" or r.status == INTERRUPTED):
-        last = Path(candidate.output_dir or "") / schema.WEIGHTS_DIR / LAST
-        if candidate.output_dir and last.exists():
+        found = cell_checkpoints.checkpoint_dir(store, candidate.run_id, candidate.output_dir, fresh)
+        if found is not None:
+            out, source = found
+            last = out / schema.WEIGHTS_DIR / LAST
             state = load_checkpoint(last)
             tracker = RunTracker.reopen(
                 store, candidate.run_id,
-                tags={**tags, STATUS_TAG: RESUMED, RESUMED_FROM_TAG: str(state["epoch"] + 1)},
+                tags={**tags, STATUS_TAG: RESUMED, RESUMED_FROM_TAG: str(state["epoch"] + 1),
+                      OUTPUT_DIR_TAG: str(out), schema.CHECKPOINT_SOURCE_TAG: source},
             )
             log.info("resuming run %s after epoch %d from %s", candidate.run_id, state["epoch"] + 1, last)
-            return state, tracker, Path(candidate.output_dir)
+            return state, tracker, out
         RunTracker(store, candidate.run_id).finish(
             FAILED, error="cut off before its first checkpoint; the cell was run again"
         )
@@ -467,7 +474,8 @@ def fit(
     result = train(
         built.model, loader, settings=settings.train, device=built.device, seed=settings.run.seed,
         checkpoint_dir=weights_dir, evaluate=built.evaluate, on_epoch_end=log_epoch,
-        resume=resume, extra_state={"mlflow_run_id": tracker.run_id},
+        on_checkpoint=cell_checkpoints.CheckpointMirror(tracker, weights_dir), resume=resume,
+        extra_state={"mlflow_run_id": tracker.run_id},
     )
     return Fitted(weights_dir, result)
 

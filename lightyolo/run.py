@@ -24,6 +24,7 @@ from lightyolo.models.contracts import ContractError
 from lightyolo.settings import group_choices, run_name, tracking_uri
 from lightyolo.store.client import Store, check_experiment_name
 from lightyolo.store.ui import ui_link
+from lightyolo.train import interrupt
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,15 @@ def run_cell(cfg: DictConfig, hydra_cfg: DictConfig) -> float | None:
         log.exception("cell %s failed", cell)
         CellResult(cell, "failed", None, time.perf_counter() - started,
                    error=f"{type(exc).__name__}: {exc}").write(job_dir)
+        return None
+    except KeyboardInterrupt as stop:  # the run is saved as interrupted (resumable)
+        interrupt.hand_back(stop)  # SLURM's time limit: submitit requeues this job and exits
+        if not interrupt.in_scheduler_job():
+            raise  # one process runs the sweep: it stops with its cell
+        # A job of its own (scancel, preemption without requeue): this cell failed, the sweep
+        # goes on and its summary says so; a rerun resumes the run.
+        CellResult(cell, "failed", None, time.perf_counter() - started,
+                   error=f"interrupted: {stop}; resumable: run the sweep again").write(job_dir)
         return None
     score = result.metrics.get("map50_95")
     CellResult(cell, result.status, score, time.perf_counter() - started, result.run_id).write(job_dir)

@@ -114,6 +114,10 @@ SWEEP_FAILED = "sweep/failed"
 SWEEP_BEST_MAP = "sweep/best_map50_95"
 SWEEP_BEST_CELL_TAG = "best_cell"
 
+# A cell's checkpoints on its run, kept current every epoch (lightyolo/cell_checkpoints.py): what a job
+# resumed on another node starts from; and the tag saying where a resumed run found its last.pt.
+CHECKPOINT_SOURCE_TAG = "checkpoint_source"  # "local" (its output dir) or "store" (fetched)
+
 # Names logged before this schema: reported name → the old one.
 LEGACY: dict[str, str] = {
     **{f"{QUICK}/{name}": name for name in QUICK_METRICS},

@@ -3,6 +3,12 @@ at its next step, keeping `last.pt` of the last whole epoch (a rerun resumes aft
 epoch logged twice); a second SIGINT (or SIGTERM) aborts at once.
 
 SIGTERM is what `timeout`, SLURM's preemption and `kill` send: it is handled like Ctrl-C.
+SIGUSR2 is what SLURM sends a submitit job before its time limit (`--signal=USR2@…`);
+submitit's handler then checkpoints the job, requeues it and exits. While training, that
+signal is held like the others (the epoch in progress is dropped, last.pt kept, the run ended
+as interrupted) and then handed back to submitit's handler (`hand_back`), so the requeued job
+resumes after the last whole epoch (docs/cluster.md). Where nothing handles SIGUSR2, it is
+left alone.
 Handlers can only be installed from the main thread; elsewhere (a launcher's worker thread)
 `GracefulStop` installs nothing and Python's defaults stay.
 """
@@ -10,6 +16,7 @@ Handlers can only be installed from the main thread; elsewhere (a launcher's wor
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -18,6 +25,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REQUEUE_SIGNAL = signal.SIGUSR2  # submitit's: time limit near (or preempted), checkpoint and requeue
+SCHEDULER_JOB_ENV = "SUBMITIT_EXECUTOR"  # set in every submitit job (slurm, local)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -43,6 +52,8 @@ class GracefulStop:
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+            if callable(signal.getsignal(REQUEUE_SIGNAL)):  # a scheduler's handler waits for it
+                self._previous[REQUEUE_SIGNAL] = signal.signal(REQUEUE_SIGNAL, self._handle)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -52,7 +63,7 @@ class GracefulStop:
         self._previous = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # the second signal: abort now
+        if self.signum is not None and signum != REQUEUE_SIGNAL:  # the second signal: abort now
             raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: aborted at once")
         self.signum = signum
         log.warning("%s: stopping at the next training step and keeping last.pt (send it again to abort now)",
@@ -62,3 +73,17 @@ class GracefulStop:
         """Raise TrainingInterrupted when a signal came (call between steps)."""
         if self.signum is not None:
             raise TrainingInterrupted(self.signum, epoch)
+
+
+def hand_back(stop: BaseException) -> None:
+    """Raise `stop`'s signal again when it was the scheduler's requeue signal and a handler
+    for it is installed (submitit's: it requeues the job and exits), now that the run is saved
+    as interrupted; return (doing nothing) otherwise."""
+    if getattr(stop, "signum", None) == REQUEUE_SIGNAL and callable(signal.getsignal(REQUEUE_SIGNAL)):
+        signal.raise_signal(REQUEUE_SIGNAL)
+
+
+def in_scheduler_job() -> bool:
+    """Whether this process is a scheduler's job of its own (submitit: one cell per job), where
+    a stopped cell ends only itself, not the sweep."""
+    return SCHEDULER_JOB_ENV in os.environ

@@ -102,6 +102,7 @@ def train(
     checkpoint_dir: Path,
     evaluate: Evaluate,
     on_epoch_end: Callable[[EpochReport], None],
+    on_checkpoint: Callable[[], None] | None = None,
     resume: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -109,14 +110,15 @@ def train(
 
     `evaluate(ema_model)` returns (metrics with map50/map50_95, anything to keep for the
     best epoch). `resume` is a loaded `last.pt`; `extra_state` is stored in every
-    checkpoint (e.g. the MLflow run id) for whoever resumes it.
+    checkpoint (e.g. the MLflow run id) for whoever resumes it; `on_checkpoint()` is called
+    after each epoch's `last.pt` is written (the pipeline copies it to the store).
     """
     state = setup_training(model, settings, device, resume)
     warmup_iters = warmup_iterations(len(loader), settings.warmup_epochs, settings.warmup_min_iters)
     result = TrainResult(0, 0.0, 0, state.best_fitness)
     with GracefulStop() as stop:  # SIGINT / SIGTERM: TrainingInterrupted at the next step
         _train_epochs(state, loader, settings, device, seed, warmup_iters, checkpoint_dir, evaluate,
-                      on_epoch_end, extra_state, result, stop)
+                      on_epoch_end, on_checkpoint, extra_state, result, stop)
     result.ema = state.ema.ema
     return result
 
@@ -124,7 +126,8 @@ def train(
 def _train_epochs(
     state: TrainState, loader: DataLoader, settings: TrainSettings, device: torch.device, seed: int,
     warmup_iters: int, checkpoint_dir: Path, evaluate: Evaluate, on_epoch_end: Callable[[EpochReport], None],
-    extra_state: dict[str, Any] | None, result: TrainResult, stop: GracefulStop,
+    on_checkpoint: Callable[[], None] | None, extra_state: dict[str, Any] | None, result: TrainResult,
+    stop: GracefulStop,
 ) -> None:
     for epoch in range(state.start_epoch, settings.epochs):
         report = train_one_epoch(state, loader, epoch, settings, device, seed, warmup_iters, stop.check)
@@ -138,6 +141,8 @@ def _train_epochs(
         # resume (one step logged twice) rather than losing it.
         on_epoch_end(report)
         save_last(state, epoch, result.best_fitness, checkpoint_dir / LAST, extra_state)
+        if on_checkpoint is not None:
+            on_checkpoint()
         _log_epoch(report, settings.epochs)
         if epoch + 1 < settings.epochs:
             stop.check(epoch + 1)

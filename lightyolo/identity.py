@@ -25,6 +25,7 @@ import lightyolo
 from lightyolo.configs import GROUPS
 from lightyolo.data.records import DatasetSpec, ImageRecord
 from lightyolo.store import schema
+from lightyolo.store.runs import flat_config
 
 # Config keys (dotted prefixes) left out of the identity, by why they cannot change a result.
 EXECUTION_KEYS: tuple[str, ...] = (
@@ -56,18 +57,6 @@ _CHUNK = 1 << 20
 def is_execution_key(key: str, execution_keys: Iterable[str] = EXECUTION_KEYS) -> bool:
     """True when dotted `key` is one of `execution_keys` or lies under one."""
     return any(key == prefix or key.startswith(prefix + ".") for prefix in execution_keys)
-
-
-def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mapping → {"a.b.c": value}, values unchanged (lists stay lists)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flat_config(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def identity_items(config: Mapping[str, Any], *, with_seed: bool = True) -> dict[str, Any]:

@@ -53,8 +53,7 @@ from lightyolo.export import ExportError, fuse_batchnorm, load_run
 from lightyolo.store import schema
 from lightyolo.store.client import Store
 from lightyolo.store.schema import ONNX_ARTIFACT
-from lightyolo.store.health import require_store
-from lightyolo.store.queries import CompletedRun, completed_runs
+from lightyolo.store.queries import CompletedRun, runs_to_measure
 from lightyolo.store.runs import RunTracker
 
 MEMORY_FORMAT = "contiguous NCHW"
@@ -243,18 +242,9 @@ def bench_runs(
 def runs_to_bench(store: Store, experiment: str, run_ids: tuple[str, ...]) -> list[CompletedRun]:
     """The experiment's completed cells (only `run_ids` when given); BenchError when none."""
     try:
-        require_store(store.uri)
-        runs = completed_runs(store, experiment)
+        return runs_to_measure(store, experiment, run_ids, "bench")
     except ValueError as err:
         raise BenchError(str(err)) from None
-    if run_ids:
-        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
-        if unknown:
-            raise BenchError(f"experiment {experiment!r}: no completed run {', '.join(unknown)}")
-        runs = [r for r in runs if r.run_id in run_ids]
-    if not runs:
-        raise BenchError(f"experiment {experiment!r} at {store.uri} has no completed runs; nothing to bench")
-    return runs
 
 
 def check_clock(settings: BenchSettings) -> None:

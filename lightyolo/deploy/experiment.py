@@ -31,8 +31,7 @@ from lightyolo.deploy.runtime import PRECISIONS, Exported, RuntimeUnavailable, S
 from lightyolo.export import ExportError, fuse_batchnorm, load_run
 from lightyolo.store import schema
 from lightyolo.store.client import Store
-from lightyolo.store.health import require_store
-from lightyolo.store.queries import completed_runs
+from lightyolo.store.queries import runs_to_measure
 from lightyolo.store.runs import RunTracker
 
 DEFAULT_RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
@@ -132,17 +131,9 @@ def deploy_runs(
     try:
         for name in settings.runtimes:
             build_runtime(name, "cpu", settings.threads)
-        require_store(tracking_uri)
-        runs = completed_runs(Store(tracking_uri), experiment)
+        runs = runs_to_measure(Store(tracking_uri), experiment, run_ids, "deploy")
     except (RuntimeUnavailable, ValueError) as err:
         raise DeployError(str(err)) from None
-    if run_ids:
-        missing = sorted(set(run_ids) - {r.run_id for r in runs})
-        if missing:
-            raise DeployError(f"experiment {experiment!r}: no completed run {', '.join(missing)}")
-        runs = [r for r in runs if r.run_id in run_ids]
-    if not runs:
-        raise DeployError(f"experiment {experiment!r} at {tracking_uri} has no completed runs; nothing to deploy")
     results: list[DeployResult] = []
     for run in runs:
         with tempfile.TemporaryDirectory(prefix="lightyolo-deploy-") as tmp:

@@ -9,6 +9,7 @@ from typing import Any
 
 from lightyolo.store import schema
 from lightyolo.store.client import Store
+from lightyolo.store.health import require_store
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,22 @@ def completed_runs(store: Store, experiment: str) -> list[CompletedRun]:
             continue
         found.append(CompletedRun(run_id, run.info.run_name, tags, dict(run.data.params), dict(run.data.metrics)))
     return found
+
+
+def runs_to_measure(store: Store, experiment: str, run_ids: tuple[str, ...], stage: str) -> list[CompletedRun]:
+    """The completed cells a stage (bench, deploy) works on: all of `experiment`'s, or only
+    `run_ids`; ValueError in one line for a missing or damaged store, an unknown run id, or
+    no completed cell."""
+    require_store(store.uri)
+    runs = completed_runs(store, experiment)
+    if run_ids:
+        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
+        if unknown:
+            raise ValueError(f"experiment {experiment!r}: no completed run {', '.join(unknown)}")
+        runs = [r for r in runs if r.run_id in run_ids]
+    if not runs:
+        raise ValueError(f"experiment {experiment!r} at {store.uri} has no completed runs; nothing to {stage}")
+    return runs
 
 
 def _runs_of_kind(store: Store, experiment: str, kind: str) -> list[Any]:

@@ -32,17 +32,22 @@ BATCH_LIMIT = 100  # MLflow accepts at most 100 params/tags per log_batch call
 PARENT_RUN_ENV = "LIGHTYOLO_PARENT_RUN_ID"
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping → {"a.b.c": "value"} with string values (MLflow params)."""
-    flat: dict[str, str] = {}
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping → {"a.b.c": value}, values unchanged (lists stay lists)."""
+    flat: dict[str, Any] = {}
     for key, value in config.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, dotted + "."))
+            flat.update(flat_config(value, dotted + "."))
         else:
-            text = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-            flat[dotted] = text[:MAX_PARAM_CHARS]
+            flat[dotted] = value
     return flat
+
+
+def flatten(config: Mapping[str, Any]) -> dict[str, str]:
+    """Nested mapping → {"a.b.c": "value"} with string values (MLflow params)."""
+    return {key: (json.dumps(value) if isinstance(value, (list, tuple)) else str(value))[:MAX_PARAM_CHARS]
+            for key, value in flat_config(config).items()}
 
 
 def cell_params(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:

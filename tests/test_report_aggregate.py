@@ -20,6 +20,7 @@ from lightyolo.report.aggregate import (
 )
 from lightyolo.report.collect import runs_table
 from lightyolo.report.plots import _tradeoff_figure
+from lightyolo.report import deployment
 from lightyolo.report.tables import comparison_verdict, main_table, one_factor_tables
 
 BASELINE = Baseline("c3", "pan", "conv")
@@ -357,3 +358,11 @@ def test_the_main_table_spells_out_every_pareto_status(variants: pd.DataFrame) -
     column = lines[0].split(" | ").index("Pareto GFLOPs")
     cells = [line.split(" | ")[column] for line in lines[2:5]]
     assert cells == ["front (point estimates)", "dominated", "undecided"]  # no ★ (issue 29)
+
+
+def test_cells_that_differ_only_in_their_head_are_separate_rows() -> None:
+    """The deployment section groups runs by every factor, the head included (two heads of one
+    backbone/neck/operator were once averaged into one row), and names them as runs are named."""
+    assert "head" in deployment.VARIANT_COLUMNS
+    assert deployment._variant({"backbone": "c3", "neck": "pan", "operator": "conv", "head": "v8"}) == "c3/pan/conv/v8"
+    assert deployment._variant({"backbone": "c3", "neck": "pan", "operator": "conv", "head": "v5"}) == "c3/pan/conv"

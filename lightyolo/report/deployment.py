@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,9 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from lightyolo.bench.stage import bootstrap_median_ci
+from lightyolo.configs import DEFAULT_HEAD
 from lightyolo.report.aggregate import bench_latency_methods, included_runs, pareto_optimal
+from lightyolo.report.collect import FACTOR_KEYS
 from lightyolo.report.stats import mean_interval
 from lightyolo.report.tables import MAIN_TABLE_RUNTIMES
 from lightyolo.store import schema
@@ -40,6 +43,7 @@ RESAMPLES = 2000
 POINTS = 100  # mAP in points
 DASH = "—"
 REFERENCE = "torch_fp32"  # the deploy key every drop is taken from
+VARIANT_COLUMNS = (*FACTOR_KEYS, "recipe")  # one report row: its factors and its recipe
 DEPLOYED_PREFIX = schema.metric_column(f"{schema.DEPLOY}/")  # the columns of deploy/<target>/<figure> metrics
 INTRO = (
     "Each cell as deployed: per runtime and precision (bench stage, `runtimes=` and `precisions=`) "
@@ -105,8 +109,10 @@ def unsupported_cells(raw: pd.DataFrame, methods: dict[str, Method]) -> dict[tup
     return found
 
 
-def _variant(row: pd.Series) -> str:
-    return f"{row['backbone']}/{row['neck']}/{row['operator']}"
+def _variant(row: Mapping[str, str]) -> str:
+    """`c3/pan/conv`, the head joined when it is not the default (`c3/pan/conv/v8`), as runs are named."""
+    head = row.get("head") or DEFAULT_HEAD
+    return "/".join([row["backbone"], row["neck"], row["operator"], *([head] if head != DEFAULT_HEAD else [])])
 
 
 def _rounds(group: pd.DataFrame, method: str) -> np.ndarray | None:
@@ -142,8 +148,7 @@ def deployment_rows(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFram
         raw[["run_id", *[c for c in raw.columns if c.startswith(DEPLOYED_PREFIX)]]], on="run_id", how="left")
     rows = []
     for _, v in variants.iterrows():
-        group = used[(used["backbone"] == v["backbone"]) & (used["neck"] == v["neck"])
-                     & (used["operator"] == v["operator"]) & (used["recipe"] == v["recipe"])]
+        group = used[(used[list(VARIANT_COLUMNS)] == v[list(VARIANT_COLUMNS)]).all(axis=1)]
         if group.empty:
             continue
         for name, method in methods.items():
@@ -219,8 +224,8 @@ def rank_agreement(runs: pd.DataFrame, variants: pd.DataFrame, raw: pd.DataFrame
     methods = {n: m for n, m in read_methods(raw).items() if n in set(bench_latency_methods(variants))}
     used = included_runs(runs)
     per_variant = {}
-    for key, group in used.groupby(["backbone", "neck", "operator", "recipe"]):
-        per_variant["/".join(key[:3])] = {name: _rounds(group, name) for name in methods}
+    for key, group in used.groupby(list(VARIANT_COLUMNS)):
+        per_variant[_variant(dict(zip(VARIANT_COLUMNS, key)))] = {name: _rounds(group, name) for name in methods}
     rows = []
     for a, b in itertools.combinations(methods, 2):
         if methods[a].target != methods[b].target:

@@ -9,6 +9,7 @@ read the result, not raw config keys.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,20 @@ def _hydra_node(cfg: DictConfig) -> DictConfig:
     )
 
 
+ENV_URI_PREFIX = "env:"  # `mlflow.tracking_uri=env:NAME`: the URI is environment variable NAME's value
+
+
 def tracking_uri(configured: str | None, base_dir: str | Path) -> str:
-    """The MLflow store: `configured`, else `sqlite:///<absolute base_dir>/mlflow.db`."""
+    """The MLflow store: `configured`; `env:NAME` (conf/tracking/server.yaml) the value of
+    environment variable NAME, ValueError in one line when it is unset; else (null)
+    `sqlite:///<absolute base_dir>/mlflow.db`."""
+    if configured and str(configured).startswith(ENV_URI_PREFIX):
+        name = str(configured)[len(ENV_URI_PREFIX):]
+        value = os.environ.get(name, "").strip()
+        if not value:
+            raise ValueError(f"mlflow.tracking_uri={configured}: environment variable {name} is not set "
+                             "(expected the tracking server's URL, e.g. http://host:5000)")
+        return value
     return configured or default_tracking_uri(base_dir)
 
 

@@ -124,8 +124,8 @@ class SweepCallback(Callback):
         sweep_dir = str(config.hydra.sweep.dir)
         # Created once here, before parallel jobs could race to create it. A store that does
         # not answer, or a parent run that cannot be made, stops the sweep before any cell.
-        uri = tracking_uri(config.mlflow.tracking_uri, config.hydra.runtime.cwd)
         try:
+            uri = tracking_uri(config.mlflow.tracking_uri, config.hydra.runtime.cwd)
             check_store(uri, timeout_s=config.mlflow.get("store_check_timeout_s"))
             self._experiment_id = Store(uri).ensure_experiment(config.experiment)
             self._parent = start_sweep_run(

@@ -41,8 +41,19 @@ def test_the_deployment_bench_times_every_builtin_runtime_at_fp32_and_int8() -> 
 
 def test_the_server_tracking_reads_mlflows_own_environment_variable(monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert compose_config(["tracking=server"]).mlflow.tracking_uri == "http://tracking.example:5000"
+    assert resolve(compose_config(["tracking=server"])).run.tracking_uri == "http://tracking.example:5000"
     assert compose_config([]).mlflow.tracking_uri is None  # local: SQLite beside the launch dir
+
+
+def test_the_server_tracking_without_its_variable_stops_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO)}
+    shown = subprocess.run([sys.executable, "-m", "lightyolo.run", "tracking=server"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode != 0
+    errors = [line for line in shown.stderr.splitlines() if line.strip()]
+    assert errors == ["error: mlflow.tracking_uri=env:MLFLOW_TRACKING_URI: environment variable MLFLOW_TRACKING_URI "
+                      "is not set (expected the tracking server's URL, e.g. http://host:5000)"]
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was written to a store it did not mean
 
 
 def test_a_users_own_recipe_from_the_config_path(tmp_path: Path) -> None:

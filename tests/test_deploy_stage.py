@@ -135,7 +135,7 @@ def test_the_report_gains_a_deployment_section_and_its_csvs(experiment: str, ben
     assert "INT8 in openvino: c3/pan/conv survives best" in section
     # The main table keeps torch and ONNX Runtime at fp32 only.
     main = text.split("## Main table")[1].split("\n## ")[0]
-    assert "onnxruntime_cpu_t1_b1_64_cputime (ms)" in main and "openvino" not in main and "int8" not in main
+    assert "speed-up onnxruntime [95 % CI]" in main and "openvino" not in main and "int8" not in main
     assert files.directory / "deployment.csv" in files.all()
 
 

@@ -122,7 +122,7 @@ def test_a_smoke_sweep_over_both_heads_trains_benches_and_reports_the_head_as_a_
     heads_line = next(line for line in text.splitlines() if line.startswith("- **Heads**"))
     assert "**v5**: `train.loss.anchor_t=4.0, train.loss.box=0.05, train.loss.cls=2.0," in heads_line
     assert "train.loss.box=7.5, train.loss.cls=0.5, train.loss.dfl=1.5" in heads_line
-    assert "| backbone | neck | operator | head | scale |" in text
+    assert "| c3/pan/conv/v8 |" in text and "| c3/pan/conv |" in text  # the head names the row
     assert "Several recipes" not in text
 
 

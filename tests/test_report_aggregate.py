@@ -21,7 +21,8 @@ from lightyolo.report.aggregate import (
 from lightyolo.report.collect import runs_table
 from lightyolo.report.plots import _tradeoff_figure
 from lightyolo.report import deployment
-from lightyolo.report.tables import comparison_verdict, main_table, one_factor_tables
+from lightyolo.report.main_table import cost_latency_table, main_table
+from lightyolo.report.tables import comparison_verdict, one_factor_tables
 
 BASELINE = Baseline("c3", "pan", "conv")
 
@@ -202,7 +203,8 @@ def test_markdown_marks_failed_and_missing_cells(variants: pd.DataFrame) -> None
     assert table.count("**missing**") == 4
     # Zero spread (−2 on both seeds): no test, no interval, no decision; the wall-clock quick
     # speed-up is not a comparison column any more (issue 29).
-    assert "| 31.0 ± 1.4 |" in table and "| -2.0 | unknown | — | -25.0 % | -50.0 % |" in table
+    assert "| 31.0 ± 1.4 |" in table and "| -2.0 | unknown | 5.50 ± 0.00 |" in table
+    assert "| ghost/pan/conv | -25.0 % | -50.0 % |" in cost_latency_table(variants)
     factor = one_factor_tables(variants, BASELINE)
     assert "### Effect of the backbone" in factor and "### Effect of the neck" in factor
     assert "spread unknown" in factor
@@ -351,13 +353,16 @@ def test_missing_cells_are_those_the_sweeps_asked_for() -> None:
                   .to_numpy()) == ["ghost/slim/conv"]
 
 
-def test_the_main_table_spells_out_every_pareto_status(variants: pd.DataFrame) -> None:
+def test_the_main_table_spells_out_every_pareto_status(runs: pd.DataFrame, variants: pd.DataFrame) -> None:
     statuses = variants.copy()
     statuses["pareto_gflops_status"] = ["optimal", "dominated", "undecided", *[""] * (len(statuses) - 3)]
     lines = main_table(statuses).splitlines()
-    column = lines[0].split(" | ").index("Pareto GFLOPs")
-    cells = [line.split(" | ")[column] for line in lines[2:5]]
-    assert cells == ["front (point estimates)", "dominated", "undecided"]  # no ★ (issue 29)
+    column = lines[0].split(" | ").index("Pareto (GFLOPs · quick latency)")
+    cells = [line.split(" | ")[column].split(" · ")[0] for line in lines[2:5]]
+    assert cells == ["front", "dominated", "undecided"]  # no ★ (issue 29)
+    from lightyolo.report.tables import conventions_block
+    text = conventions_block(runs, statuses, experiment="e", tracking_uri="u", baseline=BASELINE)
+    assert "*front* when nothing beats it even so, on the point estimates" in text
 
 
 def test_cells_that_differ_only_in_their_head_are_separate_rows() -> None:

@@ -23,7 +23,8 @@ from lightyolo.report.aggregate import (
 )
 from lightyolo.report.cli import ReportOptions, write_report
 from lightyolo.report.collect import read_runs, runs_table
-from lightyolo.report.tables import flops_latency_section, main_table
+from lightyolo.report.main_table import cost_latency_table
+from lightyolo.report.tables import flops_latency_section
 from lightyolo.store.client import Store
 from lightyolo.store.queries import completed_runs
 from lightyolo.store.runs import RunTracker
@@ -79,10 +80,14 @@ def test_markdown_states_each_method_in_full_and_labels_the_quick_figure(report)
         assert "clock: process CPU time" in line and "BatchNorm fused" in line
         assert "contiguous NCHW" in line
     assert "median of its runs' medians" in conventions and "paired by round" in conventions
-    main = markdown.split("## Main table")[1].split("## Tradeoffs")[0]
+    main = markdown.split("## Main table")[1].split("## Cost and latency")[0]
+    cost = markdown.split("## Cost and latency")[1].split("## Tradeoffs")[0]
+    header = next(line for line in main.splitlines() if line.startswith("| variant |"))
+    assert len(header.strip("|").split(" | ")) <= 12  # issue 27: the main table stays readable
     for method in METHODS:
-        assert f"| {method} (ms) [95 % CI] | speed-up {method} [95 % CI] | Pareto {method} |" in main
-    assert "| FPS |" not in main  # the quick figure's extras give way to the bench columns
+        assert f"| speed-up {method.split('_cpu')[0]} [95 % CI] |" in main
+        assert f"| {method} (ms) [95 % CI] | speed-up {method} [95 % CI] | Pareto {method} |" in cost
+    assert "FPS" not in main and "FPS" not in cost  # the quick figure's extras give way to the bench
 
 
 def test_csv_has_each_methods_latency_and_paired_speedup_with_cis(report) -> None:
@@ -209,7 +214,7 @@ def test_fewer_flops_but_slower_is_named_and_rank_correlation_follows_scipy() ->
             "10.00 ms)") in text  # beyond the CIs: 13 > 11
     assert "c3/slim/conv n@320 (3 GFLOPs, 12.50 ms) vs c3/pan/conv" in text  # 11.5 > 11
     assert "1 more pair(s) with fewer FLOPs are slower by the medians only" in text  # ghost vs slim: 13 < 13.5
-    assert f"| {M} (ms) [95 % CI] |" in main_table(variants)
+    assert f"| {M} (ms) [95 % CI] |" in cost_latency_table(variants)
     assert np.isnan(stats.flops_rank_correlation([1.0, 2.0], [2.0, 1.0]).rho)  # two points: no ρ
     result = stats.flops_rank_correlation([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0])
     expected = scipy_stats.spearmanr([1, 2, 3, 4], [1, 3, 2, 4]).statistic
@@ -239,8 +244,8 @@ def test_gflops_at_640_is_shown_and_ranks_a_method_measured_at_640() -> None:
     for row, at_640 in zip(rows, (16.0, 8.0, 12.0)):
         row["metrics.gflops_640"] = at_640
     variants = hand_variants(rows, {r["run_id"]: None for r in rows})
-    table = main_table(variants)
-    assert "| GFLOPs | GFLOPs@640 |" in table and "| 4.00 | 16.00 |" in table
+    table = cost_latency_table(variants)
+    assert "| ΔGFLOPs | GFLOPs@640 |" in table and "| +0.0 % | 16.00 |" in table
     text = flops_latency_section(variants)
     assert "Spearman ρ = +1.00" in text and "over 3 variant(s)" in text
     del rows[0]["metrics.gflops_640"]  # a variant with no count at the measured size is left out

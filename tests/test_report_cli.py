@@ -177,7 +177,7 @@ def test_two_recipes_are_two_rows_with_the_differing_key_named(store, tmp_path) 
     assert sorted(table["recipe_diff"]) == ["train.epochs=2", "train.epochs=5"]
     assert sorted(table["map50_95_mean"].round(4)) == [0.305, 0.355]
     markdown = files.markdown.read_text()
-    assert "| recipe |" in markdown and "| train.epochs=5 |" in markdown
+    assert "| c3/pan/conv · train.epochs=5 |" in markdown and "| c3/pan/conv · train.epochs=2 |" in markdown
     assert "**Several recipes**" in markdown
     # train.threads differs between seeds but is an execution key: not a recipe difference.
     assert "threads" not in " ".join(table["recipe_diff"])
@@ -224,10 +224,10 @@ def test_failed_and_missing_cells(report) -> None:
 
 def test_markdown_has_a_row_per_variant_and_the_conventions(report) -> None:
     markdown = report.markdown.read_text()
-    main_table = markdown.split("## Main table")[1].split("## Tradeoffs")[0]
+    main_table = markdown.split("## Main table")[1].split("## Cost and latency")[0]
     rows = [line for line in main_table.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + 6
-    assert "| c3 | pan | conv | n | 64 | shapes | 2 | 1.872 ± 0.000 | 4.50 ± 0.00 |" in markdown
+    assert "| c3/pan/conv | 2 | 1.872 ± 0.000 | 4.50 ± 0.00 |" in markdown
     assert "30.5 ± 0.7" in markdown  # mAP50-95 of the baseline in points
     assert "9 runs read (8 completed, 1 failed, 0 running)" in markdown
     assert "git abc1234" in markdown and "on cpu" in markdown and "epochs**: 2" in markdown

@@ -64,8 +64,8 @@ def test_report_of_a_real_sweep_matches_the_mlflow_metrics(swept_store: Path, tm
 
     markdown = (folder / "ablation.md").read_text()
     main_table = markdown.split("## Main table")[1].split("##")[0]
-    rows = [line for line in main_table.splitlines() if line.startswith("| c3 |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["pan", "slim"]
+    rows = [line for line in main_table.splitlines() if line.startswith("| c3/")]
+    assert [row.split("|")[1].strip() for row in rows] == ["c3/pan/conv", "c3/slim/conv"]
     assert "![map_vs_gflops]" in markdown
     plots = sorted(folder.glob("*.png"))
     assert len(plots) >= 2

@@ -36,7 +36,7 @@ from lightyolo.configs import DEFAULT_HEAD
 from lightyolo.report.aggregate import bench_latency_methods, included_runs, pareto_optimal
 from lightyolo.report.collect import FACTOR_KEYS
 from lightyolo.report.stats import mean_interval
-from lightyolo.report.tables import MAIN_TABLE_RUNTIMES
+from lightyolo.report.main_table import MAIN_TABLE_RUNTIMES
 from lightyolo.store import schema
 
 RESAMPLES = 2000
@@ -52,8 +52,9 @@ INTRO = (
     "runtime (`python -m lightyolo.deploy`: square letterbox at the export's size, the same NMS and "
     "pycocotools) and its drop from PyTorch fp32 on the same path (mean over seeds, 95 % t CI). "
     "INT8 is post-training quantization calibrated on training images only (each figure's tag "
-    "names the images and the method). ★: on the Pareto front of deployed mAP vs latency for that "
-    "runtime and precision. Every number is also in `deployment.csv`."
+    "names the images and the method). Pareto: *front* when no other cell of that runtime and "
+    "precision has a higher deployed mAP and a lower latency, on the point estimates (no claim of "
+    "superiority, as in the main table). Every number is also in `deployment.csv`."
 )
 
 
@@ -253,7 +254,7 @@ def deployment_markdown(rows: pd.DataFrame, ranks: pd.DataFrame, methods: dict[s
                 "`python -m lightyolo.deploy experiment=...` (docs/deployment.md).")
     parts = [INTRO]
     header = ["variant", "runtime", "precision", "latency ms [95 % CI]", f"speed-up vs {baseline} [95 % CI]",
-              "vs own fp32 [95 % CI]", "mAP50-95 deployed", "drop vs PyTorch fp32 (pts) [95 % CI]", "Pareto"]
+              "vs own fp32 [95 % CI]", "mAP50-95 deployed", "drop vs PyTorch fp32 (pts) [95 % CI]", "Pareto (point estimates)"]
     for target, part in rows.groupby("target", sort=False):
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, r in part.iterrows():
@@ -270,7 +271,7 @@ def deployment_markdown(rows: pd.DataFrame, ranks: pd.DataFrame, methods: dict[s
                     DASH if pd.isna(r.get("map50_95_deployed", math.nan)) else f"{POINTS * r['map50_95_deployed']:.1f}",
                     _interval(POINTS * r.get("map_drop", math.nan), POINTS * r.get("map_drop_low", math.nan),
                               POINTS * r.get("map_drop_high", math.nan), 2),
-                    "★" if r["pareto"] else "",
+                    "front" if r["pareto"] else "",
                 ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         parts.append(f"### Target: {target}\n\n" + "\n".join(lines))

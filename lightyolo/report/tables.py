@@ -1,5 +1,5 @@
-"""Markdown for the ablation report: conventions block, main table, one-factor tables,
-factor effects.
+"""Markdown for the ablation report: conventions block, the sections around the main table
+(lightyolo/report/main_table.py), one-factor tables, factor effects.
 
 Renders the frames `aggregate` builds (and the factor effects of complete grids); mAP is
 shown in points (×100 of the COCO fractions the runs log), mean ± sample std over seeds.
@@ -8,8 +8,7 @@ shown in points (×100 of the COCO fractions the runs log), mean ± sample std o
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,16 @@ import pandas as pd
 from lightyolo.bench.stage import CI_METHOD
 from lightyolo.data.yolo_format import EMPTY_LABEL_FILE as EMPTY_LABEL
 from lightyolo.configs import DEFAULT_HEAD
-from lightyolo.deploy.registry import runtime_names
 from lightyolo.report import stats
 from lightyolo.report.aggregate import (
-    MARGIN, PAIRED, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
+    MARGIN, POINTS, Baseline, bench_latency_methods, included_runs, one_factor_rows,
 )
-from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS, UNKNOWN
+from lightyolo.report.cells import (
+    DASH, bench_latency, coordinate_header, coordinates, delta_ci, markdown_table, mean_std,
+    p_value, short_error, shows_heads, signed,
+)
+from lightyolo.report.collect import CONTEXT_KEYS, FACTOR_KEYS
+from lightyolo.report.main_table import cost_latency_table, main_table, main_table_methods
 from lightyolo.report.latency_noise import SharedState, fit_shared_state
 from lightyolo.report.sequential import SequentialDesign
 from lightyolo.report.factors import (
@@ -66,30 +69,13 @@ TEST_RULE = (
     "many would detect {margin:g} pts with 80 % power after Holm, from the two sides' pooled "
     "seed variance)"
 )
-DASH = "—"
-ERROR_CHARS = 120
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def mean_std(mean: float, std: float, digits: int, scale: float = 1.0) -> str:
-    """"28.1 ± 0.4", or "28.1" for a single seed, or "—" when nothing was measured."""
-    if pd.isna(mean):
-        return DASH
-    text = f"{mean * scale:.{digits}f}"
-    return text if pd.isna(std) else f"{text} ± {std * scale:.{digits}f}"
-
-
-def signed(value: float, digits: int, suffix: str = "") -> str:
-    return DASH if pd.isna(value) else f"{value:+.{digits}f}{suffix}"
+COST_LATENCY_INTRO = (
+    "Per variant the Δ of its costs against the baseline and, per bench method, its latency "
+    "in ms with the 95 % CI, its speed-up over the baseline and its Pareto status (the "
+    "main table shows the speed-ups of its first two methods).\n\n"
+)
 
 
 def _distinct(values: pd.Series) -> str:
@@ -138,7 +124,8 @@ def conventions_block(
         "a variant is *dominated* only when another is **better** in mAP50-95 by the rule "
         "above (its pairwise comparison, Holm over every pair of the context) and costs no "
         "more beyond the uncertainty; *undecided* when beaten by the point estimates only; "
-        "*front (point estimates)* when nothing beats it even so — no claim of superiority.",
+        "*front* when nothing beats it even so, on the point estimates: no claim of superiority. "
+        "The main table gives one status per cost (GFLOPs, then each bench method it shows).",
         *_split_notes(runs),
     ]
     unfinished = variants[variants["status"] != "completed"]
@@ -148,13 +135,13 @@ def conventions_block(
     ]
     if len(unfinished) or len(partly_failed):
         lines += ["", "### Failed and missing cells", ""]
-        heads = _shows_heads(variants)
-        header = [*_coordinate_header(heads), "status", "error"]
+        heads = shows_heads(variants)
+        header = [*coordinate_header(heads), "status", "error"]
         rows = [
-            [*_coordinates(v, heads), v["status"], _short(v["error"])] for _, v in unfinished.iterrows()
+            [*coordinates(v, heads), v["status"], short_error(v["error"])] for _, v in unfinished.iterrows()
         ]
         rows += [
-            [*_coordinates(r, heads), f"seed {r['seed']} failed", _short(r["error"])]
+            [*coordinates(r, heads), f"seed {r['seed']} failed", short_error(r["error"])]
             for _, r in partly_failed.iterrows()
         ]
         lines.append(markdown_table(header, rows))
@@ -360,155 +347,6 @@ def _failed_runs_of_completed(runs: pd.DataFrame, variants: pd.DataFrame) -> set
     return failed_ids
 
 
-def _shows_heads(variants: pd.DataFrame) -> bool:
-    """Tables get a head column once a variant has a head other than the default."""
-    return "head" in variants and bool((variants["head"] != DEFAULT_HEAD).any())
-
-
-def _coordinate_header(heads: bool) -> list[str]:
-    return ["backbone", "neck", "operator", *(["head"] if heads else []), "scale", "img", "dataset"]
-
-
-def _coordinates(row: pd.Series, heads: bool = False) -> list[str]:
-    keys = ("backbone", "neck", "operator", *(("head",) if heads else ()), "scale", "img_size", "dataset")
-    return [UNKNOWN if pd.isna(row[k]) else str(row[k]) for k in keys]
-
-
-def _short(error: object) -> str:
-    """The last line of an error (a traceback's exception line), cut to ERROR_CHARS."""
-    if pd.isna(error) or not str(error).strip():
-        return ""
-    text = str(error).strip().splitlines()[-1]
-    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
-
-
-def _note(row: pd.Series) -> str:
-    if row["status"] == "failed":
-        return f"**failed**: {_short(row['error'])}"
-    if row["status"] == "missing":
-        return "**missing** (no run)"
-    if row["status"] == "running":
-        return "**running** (no final status)"
-    note = "baseline" if row.get("is_baseline", False) else ""
-    if row["n_failed"]:
-        note = ", ".join(filter(None, [note, f"{row['n_failed']} seed(s) failed"]))
-    return note
-
-
-def _delta_ci(row: pd.Series, metric: str = "map50_95") -> str:
-    """"-2.0 [-3.1, -0.9]" with the Holm-adjusted interval (the one rule's), or the Δ alone
-    when its interval is unknown."""
-    delta = signed(row[f"delta_{metric}"], 1)
-    low, high = row.get(f"delta_{metric}_adj_low"), row.get(f"delta_{metric}_adj_high")
-    if delta == DASH or low is None or pd.isna(low) or pd.isna(high):
-        return delta
-    return f"{delta} [{low:+.1f}, {high:+.1f}]"
-
-
-def _decision(row: pd.Series) -> str:
-    return str(row.get("decision") or DASH) if not row.get("is_baseline", False) else DASH
-
-
-def _p(value: float) -> str:
-    return DASH if pd.isna(value) else f"{value:.3f}"
-
-
-def _pareto(row: pd.Series, flag: str) -> str:
-    status = row.get(f"{flag}_status", "")
-    # Spelled out: a blank reads as "not computed", which is what a missing status means.
-    return {"optimal": "front (point estimates)", "undecided": "undecided",
-            "dominated": "dominated"}.get(status, "")
-
-
-# The main and one-factor tables carry the bench stage's default runtimes at fp32; the other
-# deployment runtimes (built-in or plugins) and precisions go to the deployment section, so
-# that the main table does not widen with each deployment.
-MAIN_TABLE_RUNTIMES = ("torch", "torch_fp16", "onnxruntime")
-_METHOD = re.compile(r"^(?P<key>.+)_(cpu|cuda)_t\d+_b\d+_\d+(_cputime)?$")
-
-
-def is_deployment_method(method: str) -> bool:
-    """A method of a runtime other than MAIN_TABLE_RUNTIMES, or at a precision other than fp32."""
-    match = _METHOD.match(method)
-    if match is None or match["key"] in MAIN_TABLE_RUNTIMES:
-        return False
-    key = match["key"]
-    return key.endswith(("_int8", "_fp16")) or key in runtime_names()
-
-
-def main_table_methods(variants: pd.DataFrame) -> list[str]:
-    return [m for m in bench_latency_methods(variants) if not is_deployment_method(m)]
-
-
-def main_table(variants: pd.DataFrame) -> str:
-    """One row per variant. With bench figures, one column group per method (latency with
-    its 95 % CI, speed-up with its CI, Pareto on it) and the in-run latency as the quick
-    figure only; without, the quick figure with its FPS, speed-up and Pareto."""
-    recipes = bool(variants["recipe_diff"].fillna("").astype(bool).any())
-    at_640 = "gflops_640_mean" in variants and bool(variants["gflops_640_mean"].notna().any())
-    methods = main_table_methods(variants)
-    heads = _shows_heads(variants)
-    header = [
-        *_coordinate_header(heads), *(["recipe"] if recipes else []),
-        "seeds", "params (M)", "GFLOPs", *(["GFLOPs@640"] if at_640 else []), "mAP50",
-        "mAP50-95", "quick latency (ms, wall clock)",
-        *([] if methods else ["FPS", "device"]),
-        "ΔmAP50-95 (pts) [Holm-adjusted]", "decision", "p_holm", "Δparams", "ΔGFLOPs",
-        "Pareto GFLOPs", *([] if methods else ["Pareto latency"]),
-    ]
-    for method in methods:
-        header += [f"{method} (ms) [95 % CI]", f"speed-up {method} [95 % CI]", f"Pareto {method}"]
-    header.append("note")
-    rows = []
-    for _, v in variants.iterrows():
-        quick = [] if methods else [mean_std(v["fps_mean"], v["fps_std"], 1), v["latency_device"] or DASH]
-        row = [
-            *_coordinates(v, heads),
-            *([v["recipe_diff"] or DASH] if recipes else []),
-            str(v["n_seeds"]),
-            mean_std(v["params_m_mean"], v["params_m_std"], 3),
-            mean_std(v["gflops_mean"], v["gflops_std"], 2),
-            *([mean_std(v["gflops_640_mean"], v["gflops_640_std"], 2)] if at_640 else []),
-            mean_std(v["map50_mean"], v["map50_std"], 1, POINTS),
-            mean_std(v["map50_95_mean"], v["map50_95_std"], 1, POINTS),
-            mean_std(v["latency_ms_mean"], v["latency_ms_std"], 2),
-            *quick,
-            _delta_ci(v),
-            _decision(v),
-            _p(v["p_holm"]),
-            signed(v["delta_params_pct"], 1, " %"),
-            signed(v["delta_gflops_pct"], 1, " %"),
-            _pareto(v, "pareto_gflops"),
-            *([] if methods else [_pareto(v, "pareto_latency")]),
-        ]
-        for method in methods:
-            row += [bench_latency(v, method), bench_speedup(v, method), _pareto(v, f"pareto_{method}")]
-        row.append(_note(v))
-        rows.append(row)
-    return markdown_table(header, rows)
-
-
-def bench_latency(row: pd.Series, method: str) -> str:
-    """"8.61 [8.52, 8.70]", or "—" when the bench did not measure the variant."""
-    median = row.get(f"latency_{method}_ms")
-    if median is None or pd.isna(median):
-        return DASH
-    low, high = row[f"latency_{method}_ms_ci_low"], row[f"latency_{method}_ms_ci_high"]
-    return f"{median:.2f}" if pd.isna(low) else f"{median:.2f} [{low:.2f}, {high:.2f}]"
-
-
-def bench_speedup(row: pd.Series, method: str) -> str:
-    """"1.16× [1.12, 1.19]" (paired by round) or "1.16× [1.05, 1.27] (intervals)"."""
-    ratio = row.get(f"speedup_{method}")
-    if ratio is None or pd.isna(ratio):
-        return DASH
-    low, high = row[f"speedup_{method}_low"], row[f"speedup_{method}_high"]
-    if pd.isna(low):
-        return f"{ratio:.2f}× (interval unknown)"
-    basis = "" if row[f"speedup_{method}_basis"] == PAIRED else " (from the two CIs)"
-    return f"{ratio:.2f}× [{low:.2f}, {high:.2f}]{basis}"
-
-
 def flops_latency_section(variants: pd.DataFrame) -> str:
     """Per bench method: how well GFLOPs rank its latencies over the completed variants
     (Spearman's ρ with its p), and the pairs where fewer FLOPs run slower."""
@@ -605,7 +443,7 @@ def one_factor_tables(variants: pd.DataFrame, baseline: Baseline, margin: float 
     """One table per factor (backbone, neck, operator, head) and per (scale, img, dataset),
     the other factors held at the baseline, like the ablation tables of the papers."""
     sections = []
-    heads = _shows_heads(variants)
+    heads = shows_heads(variants)
     for key, group in variants.groupby([*CONTEXT_KEYS, "recipe"], dropna=False, sort=True):
         scale, img_size, dataset = (str(v) for v in key[:3])
         recipe = group["recipe_diff"].iloc[0]
@@ -646,9 +484,9 @@ def _factor_table(rows: pd.DataFrame, factor: str) -> str:
             signed(v["delta_gflops_pct"], 1, " %"),
             mean_std(v["map50_mean"], v["map50_std"], 1, POINTS),
             mean_std(v["map50_95_mean"], v["map50_95_std"], 1, POINTS),
-            _delta_ci(v),
-            _p(v["p_value"]),
-            _p(v["p_holm"]),
+            delta_ci(v),
+            p_value(v["p_value"]),
+            p_value(v["p_holm"]),
             DASH if pd.isna(v.get("detectable_map50_95")) else f"{v['detectable_map50_95']:.1f}",
             comparison_verdict(v),
             v.get("procedure") or DASH,
@@ -728,6 +566,7 @@ def report_markdown(
             margin=margin, design=design,
         ),
         "## Main table\n\n" + main_table(variants),
+        "## Cost and latency\n\n" + COST_LATENCY_INTRO + cost_latency_table(variants),
         "## Tradeoffs\n\n" + (images or "No completed variant with both mAP and cost to plot."),
         "## Do GFLOPs predict latency?\n\n" + flops_latency_section(variants),
         *(["## Deployment: runtimes and precisions\n\n" + deployment] if deployment else []),

@@ -90,3 +90,22 @@ def tiny_config(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(tiny_overrides(tmp_path) + list(extra))
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _sigchld_left_as_found():
+    """Each test leaves SIGCHLD as it found it. The first DataLoader with worker processes
+    makes torch install a process-wide Python SIGCHLD handler (its worker watchdog) and never
+    remove it; in a test process that later loaded OpenVINO and ncnn, the next child's exit
+    (pnnx converting an export) was then answered by the kernel with a SIGSEGV (si_code
+    SI_KERNEL, at the syscall the main thread waited in) — docs/deployment.md, "Known
+    problems". torch reinstalls its watchdog with the next loader that uses workers."""
+    import signal
+
+    from torch.utils.data._utils import signal_handling
+
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before:
+        signal.signal(signal.SIGCHLD, before)
+        signal_handling._SIGCHLD_handler_set = False

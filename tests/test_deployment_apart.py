@@ -1,10 +1,12 @@
 """The deployment runtimes' tests (tests/test_deploy_*.py), run in a fresh pytest process.
 
-ncnn and OpenVINO, loaded into a process that had already run many other tests (DataLoader
-worker processes among them), crashed it with a segmentation fault inside libpython: see
-docs/deployment.md, "Known problems". Alone, in a fresh process, they pass. So that one such
-crash cannot end the whole suite, the main run ignores those files (pyproject's addopts) and
-this test runs them apart, printing their own report when they fail.
+ncnn and OpenVINO, loaded into a process that had already run many other tests, crashed it
+with a kernel-raised SIGSEGV at the next child's exit, delivered to torch's DataLoader SIGCHLD
+handler (docs/deployment.md, "Known problems"; conftest's `_sigchld_left_as_found` now
+removes that state between tests). The deployment runtimes still run as the commands run
+them, in a process of their own: the main run ignores those files (pyproject's addopts) and
+this test runs them apart, printing their own report when they fail, so that a native crash
+in a runtime cannot end the whole suite.
 """
 
 from __future__ import annotations

@@ -474,7 +474,8 @@ def fit(
     result = train(
         built.model, loader, settings=settings.train, device=built.device, seed=settings.run.seed,
         checkpoint_dir=weights_dir, evaluate=built.evaluate, on_epoch_end=log_epoch,
-        on_checkpoint=cell_checkpoints.CheckpointMirror(tracker, weights_dir), resume=resume,
+        on_checkpoint=cell_checkpoints.CheckpointMirror(tracker, weights_dir) if settings.run.checkpoint_to_store else None,
+        resume=resume,
         extra_state={"mlflow_run_id": tracker.run_id},
     )
     return Fitted(weights_dir, result)

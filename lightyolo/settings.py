@@ -45,6 +45,7 @@ class RunIdentity:
     heartbeat_timeout_s: float  # a RUNNING run silent for longer is taken to be cut off
     evaluate_only: bool = False  # train.epochs=0: the run evaluates weights, it trains nothing
     store_check_timeout_s: float = STORE_CHECK_TIMEOUT_S  # how long the store has to answer the first look
+    checkpoint_to_store: bool = True  # copy last.pt/best.pt onto the run each epoch (cell_checkpoints.py)
 
     @property
     def name(self) -> str:
@@ -222,6 +223,7 @@ def resolve(cfg: DictConfig) -> Settings:
             heartbeat_timeout_s=float(config["mlflow"].get("heartbeat_timeout_s") or HEARTBEAT_TIMEOUT_S),
             evaluate_only=train["epochs"] == 0,
             store_check_timeout_s=float(config["mlflow"].get("store_check_timeout_s") or STORE_CHECK_TIMEOUT_S),
+            checkpoint_to_store=bool(config["mlflow"].get("checkpoint_to_store", True)),
         ),
         execution=ExecutionSettings(
             device=str(train["device"]),
@@ -312,6 +314,7 @@ VALUE_CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("bench.iters", *_int_at_least(1)),
     ("mlflow.heartbeat_timeout_s", *_POSITIVE),
     ("mlflow.store_check_timeout_s", *_POSITIVE),
+    ("mlflow.checkpoint_to_store", *_BOOL),
 )
 _MISSING = object()
 

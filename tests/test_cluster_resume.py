@@ -42,6 +42,26 @@ def test_a_cut_off_cell_whose_output_dir_is_gone_resumes_from_the_stores_last_pt
     assert steps == list(range(1, epochs + 1))  # no epoch logged twice, none lost
 
 
+def test_without_checkpoints_in_the_store_a_cell_whose_output_dir_is_gone_starts_again(tmp_path: Path) -> None:
+    """mlflow.checkpoint_to_store=false: no per-epoch copy, so on another machine (or after
+    the output dir is deleted) there is nothing to continue from; the cell trains anew."""
+    epochs = 5
+    code, text, uri = _signal_run(tmp_path, epochs, [signal.SIGTERM], ["mlflow.checkpoint_to_store=false"])
+    assert code == 128 + signal.SIGTERM, text[-3000:]
+    (cut,) = Store(uri).runs_frame("lightyolo").to_dict("records")
+    assert not Store(uri).has_artifact(cut["run_id"], "weights/last.pt")
+    shutil.rmtree(tmp_path / "outputs")
+
+    again = pipeline.run(compose_config(tiny_overrides(tmp_path) + [f"train.epochs={epochs}",
+                                                                    f"train.eval_interval={epochs}"]),
+                         output_dir=tmp_path / "elsewhere")
+
+    assert again.status == "completed" and again.run_id != cut["run_id"]
+    runs = {r["run_id"]: r for r in Store(uri).runs_frame("lightyolo").to_dict("records")}
+    assert runs[cut["run_id"]]["tags.status"] == "failed"
+    assert "cut off before its first checkpoint" in runs[cut["run_id"]]["tags.error"]
+
+
 def test_sigusr2_is_held_to_the_next_step_then_handed_to_the_schedulers_handler() -> None:
     received: list[int] = []
     before = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))

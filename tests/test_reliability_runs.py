@@ -3,6 +3,8 @@ real SQLite stores, real processes and real signals."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import hashlib
 import os
 import shutil
@@ -77,13 +79,13 @@ def test_export_and_bench_refuse_a_stored_run_whose_config_yaml_names_an_unregis
 # --- 4. SIGINT / SIGTERM keep the progress -------------------------------------------------
 
 
-def _signal_run(tmp_path: Path, epochs: int, signals: list[int]) -> tuple[int, str, str]:
-    """A CLI run in a process of its own; `signals` are sent once its first last.pt exists.
-    Returns (exit code, log, tracking URI)."""
+def _signal_run(tmp_path: Path, epochs: int, signals: list[int], extra: Sequence[str] = ()) -> tuple[int, str, str]:
+    """A CLI run (with `extra` overrides) in a process of its own; `signals` are sent once its
+    first last.pt exists. Returns (exit code, log, tracking URI)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "outputs" / "first"
     argv = [*tiny_overrides(tmp_path), f"train.epochs={epochs}", f"train.eval_interval={epochs}",
-            "train.threads=1", f"hydra.run.dir={out}"]
+            "train.threads=1", f"hydra.run.dir={out}", *extra]
     go = FORK.Event()
     child = FORK.Process(target=cli_child, args=(argv, tmp_path, tmp_path / "first.log", go))
     child.start()

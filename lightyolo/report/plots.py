@@ -120,7 +120,7 @@ def _tradeoff_figure(rows: pd.DataFrame, cost: str, label: str, flag: str, title
     for mask, color, ecolor, name in (
         (dominated, "tab:gray", "darkgray", "dominated beyond the uncertainty"),
         (undecided, "tab:orange", "navajowhite", "undecided (within the uncertainty)"),
-        (optimal, "tab:red", "lightcoral", "Pareto-optimal (point estimates)"),
+        (optimal, "tab:red", "lightcoral", "Pareto front (point estimates)"),
     ):
         if mask.any():
             axes.errorbar(x[mask], y[mask], xerr=xerr[..., mask], yerr=yerr[:, mask], fmt="o",

@@ -235,7 +235,7 @@ def test_plots_draw_map_in_points_and_mark_undecided_points(variants: pd.DataFra
     assert max(plotted) == pytest.approx(35.0) and min(plotted) > 20.0  # points, not 0.35
     assert "points" in axes.get_ylabel()
     legend = [t.get_text() for t in axes.get_legend().get_texts()]
-    assert "Pareto-optimal (point estimates)" in legend  # the front claims no more (issue 29)
+    assert "Pareto front (point estimates)" in legend  # the front claims no more (issue 29)
     assert set(rows["pareto_gflops_status"]) <= {"optimal", "undecided", "dominated"}
 
 

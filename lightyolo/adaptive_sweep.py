@@ -75,7 +75,7 @@ class Outcome:
 
 def adaptive_seeds(variants: Sequence[Cell], baseline: Cell, design: SequentialDesign,
                    train: Trainer, log: Callable[[str], None] = print) -> tuple[list[Outcome], int]:
-    """The procedure of the module docstring: (one Outcome per variant, cells trained)."""
+    """The procedure of the module docstring: (one Outcome per variant, cells used)."""
     tried: dict[Cell, list[int]] = {}
     scores: dict[Cell, dict[int, float]] = {}
 
@@ -132,7 +132,8 @@ def summary(outcomes: Sequence[Outcome], cells: int, design: SequentialDesign) -
         note = " (cap)" if o.decided and o.decision == UNDECIDED else ""
         lines.append(f"{str(o.variant):<28} {o.decision + note:<12} {look:<58} {len(o.seeds)}")
     fixed = (len(outcomes) + 1) * 5
-    lines.append(f"cells trained: {cells} (a fixed 5 seeds per cell: {fixed}; fixed "
+    # "used": a rerun, or a store that already holds some seeds, skips them rather than retrains
+    lines.append(f"cells used: {cells}, trained now or kept from the store (a fixed 5 seeds per cell: {fixed}; fixed "
                  f"{design.cap}: {(len(outcomes) + 1) * design.cap})")
     return "\n".join(lines)
 

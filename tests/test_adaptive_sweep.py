@@ -55,7 +55,7 @@ def test_extra_seeds_go_only_to_undecided_comparisons_and_say_why() -> None:
     assert "undecided" in launched[0]
     assert cells == sum(len(seeds) for _, seeds in calls)
     text = summary(outcomes, cells, design)
-    assert f"cells trained: {cells} (a fixed 5 seeds per cell: 15" in text
+    assert f"cells used: {cells}, trained now or kept from the store (a fixed 5 seeds per cell: 15" in text
 
 
 def test_options_and_the_grid_of_a_real_sweep_file() -> None:
@@ -84,5 +84,5 @@ def test_the_cli_runs_an_adaptive_smoke_sweep(tmp_path: Path) -> None:
          "seeds.cap=3", "neck=pan", "train.threads=1", "train.workers=0", "experiment=adaptive"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "cells trained:" in result.stdout and "ghost/pan/conv" in result.stdout
+    assert "cells used:" in result.stdout and "ghost/pan/conv" in result.stdout
     assert "report: python -m lightyolo.report seeds=adaptive" in result.stdout

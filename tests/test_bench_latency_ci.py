@@ -1,10 +1,10 @@
-"""Issue 29: a cell's latency CI covers under the machine-state noise the committed report's
+"""Issue 29: a cell's latency CI covers under the machine-state noise an example report's
 bench run shows (a state shared by the cells, autocorrelated over rounds) and under
 run-to-run offsets; the iid round bootstrap it replaces did not. The paired per-round
 speed-up keeps its bootstrap (the shared state cancels in the ratio).
 
-The model is fitted on the round medians of reports/lightweight/runs.csv (part of the
-repository) through the report's own fit (latency_noise.fit_shared_state); bench runs are
+The model is fitted on the round medians of tests/data/lightweight/runs.csv (cfff824's example,
+kept in the repository) through the report's own fit (latency_noise.fit_shared_state); bench runs are
 simulated from it (vectorised, seeded) and summarised by the bench stage's own `summarise`.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from lightyolo.bench.stage import RUN_OFFSET_SD, bootstrap_median_ci, round_ratio, summarise
 from lightyolo.report.latency_noise import fit_shared_state
 
-RUNS_CSV = Path(__file__).resolve().parents[1] / "reports" / "lightweight" / "runs.csv"
+RUNS_CSV = Path(__file__).resolve().parent / "data" / "lightweight" / "runs.csv"  # cfff824's example (data/README.md)
 METHOD = "onnxruntime_cpu_t1_b1_128_cputime"
 REPS = 300
 

@@ -1,5 +1,5 @@
 """Issue 29: the report rebuilt from a report's own runs.csv (no MLflow store), on the
-committed example (reports/lightweight/runs.csv, 18 runs), with the new rules: the numbers
+example committed at cfff824 (tests/data/lightweight/runs.csv, 18 runs), with the new rules: the numbers
 of the verdicts, the one rule, and the sequential replay of `seeds=adaptive`."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from scipy import stats as scipy_stats
 from lightyolo.report.cli import ReportOptions, write_report
 from lightyolo.report.collect import ReportError
 
-RUNS_CSV = Path(__file__).resolve().parents[1] / "reports" / "lightweight" / "runs.csv"
+RUNS_CSV = Path(__file__).resolve().parent / "data" / "lightweight" / "runs.csv"  # cfff824's example (data/README.md)
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,10 @@ from conftest import REPO
 
 SLURM_ENV = "LIGHTYOLO_TEST_SLURM"  # the partition; .ci/run sets it once its cluster is up
 EXPERIMENT = "slurm-grid"
-EPOCHS = 45  # about a second each: the limit's SIGUSR2 (slurmctld checks limits every 30 s) comes mid-training
+# 0.6-1 s each: the limit's SIGUSR2 comes 30-70 s into job 0 (limit set 2 min out once an
+# epoch is logged, signal 90 s before it, slurmctld checks every 30 s), mid-training. At 45
+# epochs an idle machine finished the cell in 30 s, before the signal: no requeue to test.
+EPOCHS = 120
 CELLS = ("c3-pan-conv-s0", "c3-slim-conv-s0")  # job 0: timed out and requeued; job 1: cancelled
 CANCEL_AFTER = EPOCHS - 3  # epochs job 1 logs before it is cancelled
 SWEEP_TIMEOUT_S = 420

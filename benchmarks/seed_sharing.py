@@ -20,15 +20,19 @@ import statsmodels.formula.api as smf
 from scipy import stats as scipy_stats
 
 from lightyolo.report.aggregate import POINTS, included_runs
-from lightyolo.report.collect import read_runs
+from lightyolo.report.cells import variant_label
+from lightyolo.report.collect import ReportError, read_runs
 from lightyolo.report.seed_sharing import seed_sharing
 
 
 def score_table(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """seed × architecture table of test mAP50-95 in points (NaN where a seed is missing)."""
-    runs = included_runs(read_runs(tracking_uri, experiment))
+    try:
+        runs = included_runs(read_runs(tracking_uri, experiment))
+    except ReportError as err:
+        raise SystemExit(f"seed_sharing: {err}") from None
     runs = runs[runs["seed"].notna()]
-    arch = runs["backbone"] + "/" + runs["neck"] + "/" + runs["operator"] + "/" + runs["head"].fillna("v5")
+    arch = runs.apply(variant_label, axis=1)  # the report's own row names
     frame = pd.DataFrame({"arch": arch, "seed": runs["seed"].astype(int), "y": runs["map50_95"] * POINTS})
     return frame.pivot_table(index="seed", columns="arch", values="y")
 

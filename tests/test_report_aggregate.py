@@ -371,3 +371,12 @@ def test_cells_that_differ_only_in_their_head_are_separate_rows() -> None:
     assert "head" in deployment.VARIANT_COLUMNS
     assert deployment._variant({"backbone": "c3", "neck": "pan", "operator": "conv", "head": "v8"}) == "c3/pan/conv/v8"
     assert deployment._variant({"backbone": "c3", "neck": "pan", "operator": "conv", "head": "v5"}) == "c3/pan/conv"
+
+
+def test_the_variant_label_names_the_context_keys_that_differ_numpy_or_not() -> None:
+    """Pandas hands numbers over as numpy scalars: an image size that differs between rows
+    must still be named (a numpy int is no Python int)."""
+    from lightyolo.report.cells import variant_label
+    row = pd.Series({"backbone": "c3", "neck": "pan", "operator": "conv", "head": "v8",
+                     "img_size": np.int64(320), "dataset": "shapes", "recipe_diff": ""})
+    assert variant_label(row, ["img_size", "dataset", "recipe_diff"]) == "c3/pan/conv/v8 · 320 · shapes"

@@ -73,8 +73,7 @@ def variant_label(row: pd.Series, context: Sequence[str] = ()) -> str:
     factors = [row["backbone"], row["neck"], row["operator"],
                *([head] if isinstance(head, str) and head != DEFAULT_HEAD else [])]
     label = "/".join(UNKNOWN if pd.isna(v) else str(v) for v in factors)
-    extra = [str(row[k]) for k in context if isinstance(row.get(k), str | int | float)
-             and not pd.isna(row[k]) and str(row[k])]
+    extra = [str(row[k]) for k in context if not pd.isna(row.get(k)) and str(row[k])]
     return " · ".join([label, *extra])
 
 

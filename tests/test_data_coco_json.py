@@ -182,6 +182,7 @@ def test_a_json_that_is_not_coco_detection_is_a_one_line_error_naming_file_and_k
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.shared("data/coco128")
 def test_coco128_json_yaml_gives_the_json_categories_and_its_ground_truth(monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)  # dataset.root is relative to the launch directory
     cfg = OmegaConf.load(REPO / "conf" / "dataset" / "coco128_json.yaml")

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 from conftest import SHARED
 
 
+@pytest.mark.shared("data/coco128")
 def test_coco128_yaml_gives_80_classes_and_the_same_128_images_for_train_and_val(monkeypatch):
     monkeypatch.chdir(REPO)  # dataset.root is relative to the launch directory
     cfg = OmegaConf.load(REPO / "conf" / "dataset" / "coco128.yaml")
